@@ -1,0 +1,46 @@
+//! Which personality runs: `ftpsync` when invoked under that name (or as
+//! `dsync ftpsync …`), otherwise the `dsync` command line.
+
+use std::path::Path;
+
+use crate::exit;
+
+const USAGE: &str = "\
+usage: dsync ftpsync [-T TRIGGER] [sync:all|sync:stage1|sync:stage2|sync:archive:NAME|sync:callback|sync:mhop]...
+       dsync --version | -h
+
+Invoked through a symlink named ftpsync (or ftpsync-NAME), dsync behaves as
+Debian's ftpsync and reads the same ftpsync.conf. See dsync(1).";
+
+/// Entry point: returns the process exit status.
+pub fn main() -> u8 {
+    if let Err(e) = crate::signals::install() {
+        eprintln!("dsync: cannot install signal handlers: {e}");
+        return exit::FAILURE;
+    }
+    let mut args = std::env::args_os().map(|a| a.to_string_lossy().into_owned());
+    let argv0 = args.next().unwrap_or_default();
+    let args: Vec<String> = args.collect();
+    let invoked_as = Path::new(&argv0)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if invoked_as.starts_with("ftpsync") && invoked_as != "ftpsync-cron" {
+        return crate::ftpsync::run(&invoked_as, &args);
+    }
+    match args.first().map(String::as_str) {
+        Some("ftpsync") => crate::ftpsync::run("ftpsync", &args[1..]),
+        Some("--version" | "-V" | "-version") => {
+            println!("dsync {}", env!("CARGO_PKG_VERSION"));
+            exit::OK
+        }
+        Some("-h" | "--help" | "-help") => {
+            println!("{USAGE}");
+            exit::OK
+        }
+        _ => {
+            eprintln!("{USAGE}");
+            exit::USAGE
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! The rsync command line, word for word as ftpsync builds it.
+//!
+//! ftpsync expands `RSYNC_EXTRA`, `RSYNC_OPTIONS`, `EXCLUDE`, `RSYNC_OPTIONS1/2` and
+//! the `ARCH_*` lists unquoted, so the shell splits them at whitespace (quotes
+//! inside the values are *not* honoured). We split the same way, so a pasted config
+//! yields the same argv; unlike the shell we never glob the words.
+
+use super::settings::{DEFAULT_OPTIONS, DEFAULT_OPTIONS_OLD, Settings, Transport};
+
+/// Files in the mirror that belong to this mirror, not the upstream: never taken
+/// from upstream and never deleted.
+pub fn own_files(mirrorname: &str) -> Vec<String> {
+    vec![
+        format!("Archive-Update-in-Progress-{mirrorname}"),
+        format!("Archive-Update-Required-{mirrorname}"),
+        format!("project/trace/{mirrorname}"),
+        format!("project/trace/{mirrorname}-stage1"),
+        "project/trace/_hierarchy".to_string(),
+        "project/trace/_traces".to_string(),
+    ]
+}
+
+fn words(value: &str) -> impl Iterator<Item = String> + '_ {
+    value.split_whitespace().map(str::to_string)
+}
+
+/// The rsync command split into program and leading arguments (`RSYNC`).
+pub fn rsync_command(settings: &Settings) -> Vec<String> {
+    words(&settings.rsync).collect()
+}
+
+/// Everything up to and including source and destination; the stage options
+/// follow (ftpsync appends them after the paths, which rsync accepts).
+pub fn base(settings: &Settings, protocol: Option<u32>) -> Vec<String> {
+    let mut argv = rsync_command(settings);
+    argv.push("--quiet".into());
+    argv.push("--log-file".into());
+    argv.push(settings.log_rsync.to_string_lossy().into_owned());
+    for file in own_files(&settings.mirrorname) {
+        argv.push(format!("--filter=exclude_/{file}"));
+        argv.push(format!("--filter=protect_/{file}"));
+    }
+    for rule in [
+        "include_/project/",
+        "protect_/project/",
+        "include_/project/trace/",
+        "protect_/project/trace/",
+        "include_/project/trace/*",
+    ] {
+        argv.push(format!("--filter={rule}"));
+    }
+    argv.extend(words(&settings.rsync_extra));
+    argv.push(format!("--bwlimit={}", settings.rsync_bw));
+    let default_options = if protocol.unwrap_or(0) >= 31 {
+        DEFAULT_OPTIONS
+    } else {
+        DEFAULT_OPTIONS_OLD
+    };
+    argv.extend(words(
+        settings.rsync_options.as_deref().unwrap_or(default_options),
+    ));
+    argv.extend(words(&settings.exclude));
+    // rsync's --delay-updates directory is not world-readable upstream.
+    argv.push("--exclude=.~tmp~/".into());
+    match settings.transport {
+        Transport::Daemon => {}
+        Transport::Ssh => argv.extend(["-e".to_string(), "ssh".to_string()]),
+        Transport::Ssl => {
+            let tunnel = match settings.bindir.as_str() {
+                "" => "rsync-ssl-tunnel".to_string(),
+                dir => format!("{dir}/rsync-ssl-tunnel"),
+            };
+            argv.extend(["-e".to_string(), tunnel]);
+        }
+    }
+    argv.extend(arch_filters(&settings.arch_include, &settings.arch_exclude));
+    argv.push(settings.rsync_source.clone());
+    argv.push(settings.to.clone());
+    argv
+}
+
+/// The full argv of one stage.
+pub fn stage(base: &[String], stage_options: &str) -> Vec<String> {
+    base.iter().cloned().chain(words(stage_options)).collect()
+}
+
+/// `ARCH_EXCLUDE` / `ARCH_INCLUDE` as rsync filter rules.
+pub fn arch_filters(include: &str, exclude: &str) -> Vec<String> {
+    let mut rules = Vec::new();
+    if !exclude.is_empty() {
+        for arch in exclude.split_whitespace() {
+            arch_rules(&mut rules, "exclude", arch);
+        }
+        arch_rules(&mut rules, "include", "*");
+        arch_rules(&mut rules, "include", "source");
+    } else if !include.is_empty() {
+        let mut binary = false;
+        for arch in include.split_whitespace() {
+            arch_rules(&mut rules, "include", arch);
+            binary |= arch != "source";
+        }
+        if binary {
+            arch_rules(&mut rules, "include", "all");
+        }
+        arch_rules(&mut rules, "exclude", "*");
+        arch_rules(&mut rules, "exclude", "source");
+    }
+    rules
+}
+
+fn arch_rules(rules: &mut Vec<String>, verb: &str, arch: &str) {
+    let patterns: Vec<String> = if arch == "source" {
+        vec![
+            "/dists/**/source/".into(),
+            "/pool/**/*.tar.*".into(),
+            "/pool/**/*.diff.*".into(),
+            "/pool/**/*.dsc".into(),
+        ]
+    } else {
+        vec![
+            format!("/dists/**/binary-{arch}/"),
+            format!("/dists/**/installer-{arch}/"),
+            format!("/dists/**/Contents-{arch}.gz"),
+            format!("/dists/**/Contents-udeb-{arch}.gz"),
+            format!("/dists/**/Contents-{arch}.diff/"),
+            format!("/indices/**/arch-{arch}.files"),
+            format!("/indices/**/arch-{arch}.list.gz"),
+            format!("/pool/**/*_{arch}.deb"),
+            format!("/pool/**/*_{arch}.udeb"),
+            format!("/pool/**/*_{arch}.changes"),
+        ]
+    };
+    rules.extend(patterns.into_iter().map(|p| format!("--filter={verb}_{p}")));
+}

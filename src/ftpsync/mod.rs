@@ -1,0 +1,77 @@
+//! `ftpsync` mode: Debian's ftpsync 20180513+nmu1, reimplemented.
+//!
+//! [`run`] goes through the same steps in the same order as the shell script:
+//! command line, config, defaults, lock, hooks, the two rsync stages in a loop
+//! while pushes keep arriving, trace files, downstream triggers, cleanup.
+
+pub mod argv;
+pub mod cli;
+mod engine;
+pub mod settings;
+
+use std::path::PathBuf;
+
+use crate::exit;
+use settings::SettingsError;
+
+/// Run as ftpsync. `program` is the name we were invoked as (`ftpsync`, or a
+/// symlink like `ftpsync-security`); it names the config and logs.
+pub fn run(program: &str, args: &[String]) -> u8 {
+    let ssh_command = std::env::var("SSH_ORIGINAL_COMMAND").ok();
+    let mut request = match cli::parse(args, ssh_command.as_deref()) {
+        Ok(request) => request,
+        Err(e) => {
+            eprintln!("{program}: {e}");
+            return exit::USAGE;
+        }
+    };
+    for word in &request.ignored {
+        println!("Unknown option {word} ignored");
+    }
+    let name = match request.archive.as_str() {
+        "" => program.to_string(),
+        archive => format!("{program}-{archive}"),
+    };
+    let mut vars = settings::initial_vars(&name, &request);
+    let config_path = match settings::load(&name, &mut vars) {
+        Ok(path) => path,
+        Err(e) => return report(program, &e),
+    };
+    // The config may override what the command line asked for, as in ftpsync.
+    let flag = |var: &str| vars.get(var) == Some("true");
+    request.stage1 = flag("SYNCSTAGE1");
+    request.stage2 = flag("SYNCSTAGE2");
+    request.all = flag("SYNCALL");
+    request.mhop = flag("SYNCMHOP");
+    request.callback = flag("SYNCCALLBACK");
+
+    let logdir = PathBuf::from(vars.get("LOGDIR").unwrap_or_default());
+    if let Err(e) = std::fs::create_dir_all(&logdir) {
+        eprintln!("{program}: cannot create LOGDIR {}: {e}", logdir.display());
+        return exit::FAILURE;
+    }
+    let settings = match settings::resolve(&name, config_path, &mut vars) {
+        Ok(settings) => settings,
+        Err(e) => return report(program, &e),
+    };
+    engine::run(settings, request)
+}
+
+fn report(program: &str, error: &SettingsError) -> u8 {
+    match error {
+        SettingsError::NoConfig { searched, .. } => {
+            eprintln!("{error}");
+            let list: Vec<String> = searched.iter().map(|p| p.display().to_string()).collect();
+            eprintln!("{program}: looked for: {}", list.join(", "));
+            exit::CONFIG
+        }
+        SettingsError::Parse(_) | SettingsError::NotANumber { .. } => {
+            eprintln!("{program}: {error}");
+            exit::CONFIG
+        }
+        _ => {
+            eprintln!("{program}: {error}");
+            exit::FAILURE
+        }
+    }
+}

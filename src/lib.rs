@@ -1,0 +1,24 @@
+//! dsync: a mirror-sync tool for public Linux-distribution mirrors.
+//!
+//! Invoked as `ftpsync` (a symlink, or `dsync ftpsync ARGS…`) it is a drop-in for
+//! Debian's ftpsync. Modules by responsibility:
+//!
+//! - [`cli`]: which personality runs, and the `dsync` command line
+//! - [`shellconf`]: the safe subset of shell that `ftpsync.conf` files are written in
+//! - [`ftpsync`]: ftpsync's settings, rsync command lines and stage engine
+//! - [`rsync`], [`process`], [`signals`]: running rsync and other children safely
+//! - [`lock`], [`trace`], [`log`], [`mail`]: the files and reports around a sync
+//! - [`exit`]: the one table of exit codes
+
+pub mod cli;
+pub mod exit;
+pub mod ftpsync;
+pub mod host;
+pub mod lock;
+pub mod log;
+pub mod mail;
+pub mod process;
+pub mod rsync;
+pub mod shellconf;
+pub mod signals;
+pub mod trace;

@@ -1,0 +1,120 @@
+//! Child processes, each in a process group of its own.
+//!
+//! rsync forks (a receiver and a generator; with `-e ssh` also ssh), so stopping only
+//! the process we started would leave the others writing into the mirror. Every child
+//! here leads its own group and is stopped as a group: SIGTERM, a grace period, SIGKILL.
+
+use std::io;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Child, Command, ExitStatus};
+use std::time::{Duration, Instant};
+
+use crate::signals;
+
+/// How long a group gets between SIGTERM and SIGKILL.
+pub const GRACE: Duration = Duration::from_secs(5);
+
+/// A running child that leads its own process group.
+#[derive(Debug)]
+pub struct GroupChild {
+    child: Child,
+    group: i32,
+    reaped: bool,
+}
+
+/// Start `cmd` as the leader of a new process group.
+pub fn spawn(cmd: &mut Command) -> io::Result<GroupChild> {
+    cmd.process_group(0);
+    let child = cmd.spawn()?;
+    let group = child.id() as i32;
+    signals::register(group);
+    Ok(GroupChild {
+        child,
+        group,
+        reaped: false,
+    })
+}
+
+/// Run `cmd` to completion in its own group and return how it ended.
+pub fn run(cmd: &mut Command) -> io::Result<ExitStatus> {
+    spawn(cmd)?.wait()
+}
+
+impl GroupChild {
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Wait for the leader to exit, then make sure nothing of its group survives it.
+    pub fn wait(&mut self) -> io::Result<ExitStatus> {
+        let status = self.child.wait()?;
+        self.reaped = true;
+        signals::unregister(self.group);
+        // A receiver or ssh left behind by a killed leader must not go on alone.
+        signal_group(self.group, libc::SIGKILL);
+        Ok(status)
+    }
+
+    /// Wait at most `limit`; `None` if the child is still running.
+    pub fn wait_timeout(&mut self, limit: Duration) -> io::Result<Option<ExitStatus>> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                self.reaped = true;
+                signals::unregister(self.group);
+                signal_group(self.group, libc::SIGKILL);
+                return Ok(Some(status));
+            }
+            if Instant::now() >= deadline {
+                return Ok(None);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stop the whole group: SIGTERM, then SIGKILL after [`GRACE`].
+    pub fn terminate(&mut self) -> io::Result<ExitStatus> {
+        signal_group(self.group, libc::SIGTERM);
+        match self.wait_timeout(GRACE)? {
+            Some(status) => Ok(status),
+            None => {
+                signal_group(self.group, libc::SIGKILL);
+                self.wait()
+            }
+        }
+    }
+}
+
+impl Drop for GroupChild {
+    fn drop(&mut self) {
+        if !self.reaped {
+            let _ = self.terminate();
+        }
+    }
+}
+
+/// Send `signal` to process group `group`, ignoring a group that is already gone.
+pub fn signal_group(group: i32, signal: i32) {
+    if group > 1 {
+        // SAFETY: killpg has no memory-safety preconditions.
+        unsafe {
+            libc::killpg(group, signal);
+        }
+    }
+}
+
+/// The status a shell would report in `$?`: the exit code, or 128 + signal.
+pub fn shell_status(status: ExitStatus) -> i32 {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => code,
+        (None, Some(signal)) => 128 + signal,
+        (None, None) => 255,
+    }
+}
+
+impl GroupChild {
+    /// The child's stdin pipe, if it was configured with `Stdio::piped()`.
+    pub fn take_stdin(&mut self) -> Option<std::process::ChildStdin> {
+        self.child.stdin.take()
+    }
+}

@@ -1,0 +1,292 @@
+//! Trace files under `project/trace/`, in the format Debian's mirror checkers read.
+//!
+//! Every line after the first matches `^[\w -]+:`, and `Used ftpsync version:` is
+//! purely numeric (`20180513`): checkers ignore a version like `20180513+nmu1`.
+//! `Creator:` starts with `ftpsync 20180513` for tools that look for ftpsync and
+//! names dsync in parentheses so a human can tell.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use chrono::Utc;
+
+/// The ftpsync release whose behaviour we reproduce.
+pub const FTPSYNC_VERSION: &str = "20180513";
+pub const TRACE_DIR: &str = "project/trace";
+pub const HIERARCHY: &str = "project/trace/_hierarchy";
+pub const TRACE_LIST: &str = "project/trace/_traces";
+
+/// What a trace file reports about one sync.
+#[derive(Debug, Clone, Default)]
+pub struct TraceInfo {
+    pub date_started: String,
+    pub mirrorname: String,
+    pub tracehost: String,
+    pub maintainer: String,
+    pub sponsor: String,
+    pub country: String,
+    pub location: String,
+    pub throughput: String,
+    pub trigger: String,
+    pub arch_include: String,
+    pub arch_exclude: String,
+    /// `RSYNC_HOST`, or empty (written as `unknown`).
+    pub upstream: String,
+    pub transport: String,
+    pub bytes_received: u64,
+    pub stage1_secs: u64,
+    pub stage2_secs: u64,
+}
+
+/// `date -u` in the POSIX locale: `Mon Nov 23 08:55:54 UTC 2026`.
+pub fn date_u() -> String {
+    Utc::now().format("%a %b %e %H:%M:%S UTC %Y").to_string()
+}
+
+/// `date -u -R`: `Mon, 23 Nov 2026 08:55:54 +0000`.
+pub fn date_rfc822() -> String {
+    Utc::now().format("%a, %d %b %Y %H:%M:%S +0000").to_string()
+}
+
+/// The trace text for the mirror at `to`.
+pub fn content(to: &Path, info: &TraceInfo) -> String {
+    let mut out = String::new();
+    let mut line = |key: &str, value: &str| {
+        out.push_str(key);
+        out.push_str(": ");
+        out.push_str(value);
+        out.push('\n');
+    };
+    let first = date_u();
+    line("Date", &date_rfc822());
+    line("Date-Started", &info.date_started);
+    let master = to.join(TRACE_DIR).join("master");
+    if master.exists() {
+        let serial = field(&master, "Archive serial").unwrap_or_else(|| "unknown".into());
+        line("Archive serial", &serial);
+    }
+    line("Used ftpsync version", FTPSYNC_VERSION);
+    let creator = format!(
+        "ftpsync {FTPSYNC_VERSION} (dsync {})",
+        env!("CARGO_PKG_VERSION")
+    );
+    line("Creator", &creator);
+    line("Running on host", &info.tracehost);
+    for (key, value) in [
+        ("Maintainer", &info.maintainer),
+        ("Sponsor", &info.sponsor),
+        ("Country", &info.country),
+        ("Location", &info.location),
+        ("Throughput", &info.throughput),
+        ("Trigger", &info.trigger),
+    ] {
+        if !value.is_empty() {
+            line(key, value);
+        }
+    }
+    let archs = architectures(&to.join("dists"));
+    if !archs.is_empty() {
+        line("Architectures", &archs);
+    }
+    let config = if !info.arch_include.is_empty() {
+        format!("INCLUDE {}", sorted_words(&info.arch_include))
+    } else if !info.arch_exclude.is_empty() {
+        format!("EXCLUDE {}", sorted_words(&info.arch_exclude))
+    } else {
+        "ALL".to_string()
+    };
+    line("Architectures-Configuration", &config);
+    let upstream = if info.upstream.is_empty() {
+        "unknown"
+    } else {
+        &info.upstream
+    };
+    line("Upstream-mirror", upstream);
+    line("Rsync-Transport", &info.transport);
+    if info.bytes_received > 0 {
+        line(
+            "Total bytes received in rsync",
+            &info.bytes_received.to_string(),
+        );
+    }
+    let total = info.stage1_secs + info.stage2_secs;
+    line(
+        "Total time spent in stage1 rsync",
+        &info.stage1_secs.to_string(),
+    );
+    line(
+        "Total time spent in stage2 rsync",
+        &info.stage2_secs.to_string(),
+    );
+    line("Total time spent in rsync", &total.to_string());
+    if total != 0 {
+        line(
+            "Average rate",
+            &format!("{} B/s", info.bytes_received / total),
+        );
+    }
+    format!("{first}\n{out}")
+}
+
+/// Words sorted and de-duplicated, each followed by a space (as `sort -u | tr '\n' ' '`).
+fn sorted_words(words: &str) -> String {
+    let mut list: Vec<&str> = words.split_whitespace().collect();
+    list.sort_unstable();
+    list.dedup();
+    list.iter().map(|w| format!("{w} ")).collect()
+}
+
+/// Architectures that have `Packages.*` (as `binary-ARCH`) or `Sources.*` (as
+/// `source`) indices under `dists`, sorted, each followed by a space.
+fn architectures(dists: &Path) -> String {
+    let mut found = Vec::new();
+    walk(dists, &mut |path| {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let parent = path
+            .parent()
+            .and_then(|p| p.file_name())
+            .and_then(|n| n.to_str())
+            .unwrap_or("");
+        if name.starts_with("Packages.") {
+            if let Some(arch) = parent.strip_prefix("binary-") {
+                found.push(arch.to_string());
+            }
+        } else if name.starts_with("Sources.") && parent == "source" {
+            found.push("source".to_string());
+        }
+    });
+    sorted_words(&found.join(" "))
+}
+
+/// Visit every entry below `dir` without following symlinks (as `find`).
+fn walk(dir: &Path, visit: &mut dyn FnMut(&Path)) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        visit(&path);
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            walk(&path, visit);
+        }
+    }
+}
+
+/// The value of `key` in a trace file, as ftpsync's `extract_trace_field`: the text
+/// between `key: ` and the next `: `, whitespace squeezed.
+pub fn field(path: &Path, key: &str) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines().find_map(|line| {
+        let mut parts = line.split(": ");
+        if parts.next()? != key {
+            return None;
+        }
+        let value = parts
+            .next()?
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        (!value.is_empty()).then_some(value)
+    })
+}
+
+/// Write `text` to `path` atomically (a `.new` sibling renamed over it).
+pub fn write_atomic(path: &Path, text: &str) -> io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".new");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Write the trace file `tracefile` (a path below `to`), then `_hierarchy`,
+/// `_hierarchy.mirror` and `_traces`, each atomically.
+pub fn write_all(to: &Path, tracefile: &Path, info: &TraceInfo) -> io::Result<()> {
+    write_atomic(tracefile, &content(to, info))?;
+    let hierarchy = to.join(HIERARCHY);
+    let mirror_copy = to.join(format!("{HIERARCHY}.mirror"));
+    let mut text = std::fs::read_to_string(&mirror_copy).unwrap_or_default();
+    let base = tracefile
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let upstream = if info.upstream.is_empty() {
+        "unknown"
+    } else {
+        &info.upstream
+    };
+    text.push_str(&format!(
+        "{base} {} {} {upstream}\n",
+        info.mirrorname, info.tracehost
+    ));
+    write_atomic(&hierarchy, &text)?;
+    write_atomic(&mirror_copy, &text)?;
+    write_atomic(&to.join(TRACE_LIST), &trace_list(&to.join(TRACE_DIR))?)
+}
+
+/// Trace files below `dir` whose names do not start with `_` (nor `.` at the top),
+/// oldest first, as `ls -1rt $(find * -type f ! -name '_*')`.
+fn trace_list(dir: &Path) -> io::Result<String> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)?.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            continue;
+        }
+        let path = entry.path();
+        let mut collect = |p: &Path| {
+            let base = p
+                .file_name()
+                .map(|n| n.to_string_lossy())
+                .unwrap_or_default();
+            let is_file = std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_file());
+            if is_file && !base.starts_with('_') {
+                let rel = p
+                    .strip_prefix(dir)
+                    .unwrap_or(p)
+                    .to_string_lossy()
+                    .into_owned();
+                let mtime = std::fs::metadata(p)
+                    .and_then(|m| m.modified())
+                    .unwrap_or(std::time::SystemTime::UNIX_EPOCH);
+                files.push((mtime, rel));
+            }
+        };
+        collect(&path);
+        walk(&path, &mut collect);
+    }
+    // ls -t: newest first, ties by name; -r reverses both.
+    files.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| b.1.cmp(&a.1)));
+    Ok(files.into_iter().map(|(_, name)| name + "\n").collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_line_after_the_first_is_checker_friendly() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("dists/x/main/binary-amd64")).unwrap();
+        std::fs::write(dir.path().join("dists/x/main/binary-amd64/Packages.gz"), "").unwrap();
+        let info = TraceInfo {
+            mirrorname: "m.example.org".into(),
+            country: "DE".into(),
+            arch_exclude: "source i386 i386".into(),
+            stage1_secs: 2,
+            stage2_secs: 1,
+            bytes_received: 300,
+            ..TraceInfo::default()
+        };
+        let text = content(dir.path(), &info);
+        let re = regex::Regex::new(r"^[\w -]+:").unwrap();
+        for line in text.lines().skip(1) {
+            assert!(re.is_match(line), "{line:?}");
+        }
+        assert!(text.contains("\nUsed ftpsync version: 20180513\n"));
+        assert!(text.contains("\nArchitectures: amd64 \n"));
+        assert!(text.contains("\nArchitectures-Configuration: EXCLUDE i386 source \n"));
+        assert!(text.contains("\nAverage rate: 100 B/s\n"));
+        assert!(text.contains("\nUpstream-mirror: unknown\n"));
+    }
+}
