@@ -81,8 +81,8 @@ pub fn last_speed_kib(log_rsync: &Path) -> Option<u64> {
     let tail = &lines[lines.len().saturating_sub(2)..];
     let speed = tail
         .iter()
-        .filter_map(|l| re.captures(l))
-        .last()?
+        .rev()
+        .find_map(|l| re.captures(l))?
         .get(1)?
         .as_str();
     let whole: String = speed

@@ -119,11 +119,8 @@ pub fn content(to: &Path, info: &TraceInfo) -> String {
         &info.stage2_secs.to_string(),
     );
     line("Total time spent in rsync", &total.to_string());
-    if total != 0 {
-        line(
-            "Average rate",
-            &format!("{} B/s", info.bytes_received / total),
-        );
+    if let Some(rate) = info.bytes_received.checked_div(total) {
+        line("Average rate", &format!("{rate} B/s"));
     }
     format!("{first}\n{out}")
 }

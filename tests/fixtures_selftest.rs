@@ -404,3 +404,38 @@ fn rsyncd_serves_motd_modules_and_port_option_and_dies_on_drop() {
 fn wait_for_panics_with_message() {
     support::wait_for(Duration::from_millis(50), || false);
 }
+
+/// A daemon that is never dropped (as in a `static`) stops when its test process exits.
+#[test]
+fn rsyncd_dies_with_its_process_when_not_dropped() {
+    if let Some(dir) = std::env::var_os("DSYNC_SELFTEST_LEAK_DAEMON_IN") {
+        // Child mode: start a daemon, leak it, exit.
+        let d = RsyncDaemon::start("127.0.0.1", &[("m", Path::new(&dir))]);
+        println!("LEAKED-PORT={}", d.port());
+        std::mem::forget(d);
+        return;
+    }
+    require_tools();
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "rsyncd_dies_with_its_process_when_not_dropped",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("DSYNC_SELFTEST_LEAK_DAEMON_IN", dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "child test failed:\n{stdout}");
+    let port: u16 = stdout
+        .lines()
+        .find_map(|l| l.split("LEAKED-PORT=").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in child output:\n{stdout}"));
+    support::wait_for_what(Duration::from_secs(10), "leaked daemon to stop", || {
+        TcpStream::connect(("127.0.0.1", port)).is_err()
+    });
+}

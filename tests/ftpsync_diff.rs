@@ -85,6 +85,8 @@ struct Case {
     prepare: Option<fn(&Path)>,
     /// Expected exit code of each run (checked on both sides).
     expect: Vec<i32>,
+    /// Expected number of rsync stage runs (not counting `--version`), if pinned.
+    stages: Option<usize>,
 }
 
 /// Lines every config starts with: our mirror name, the daemon's port, the argv
@@ -171,6 +173,12 @@ fn observe(program: Option<&Path>, case: &Case) -> Observed {
         &root.join("sendmail"),
         &format!("#!/bin/sh\ncat >> {}/mail\n", root.display()),
     );
+    // A push arriving once while the sync runs (after stage one).
+    let push = format!(
+        "#!/bin/sh\n[ -e {r}/pushed ] && exit 0\ntouch {r}/pushed {r}/mirror/Archive-Update-Required-{MIRRORNAME}\n",
+        r = root.display()
+    );
+    write_script(&root.join("hook-push"), &push);
     std::fs::create_dir_all(root.join("mirror")).unwrap();
     if let Some(prepare) = case.prepare {
         prepare(&root.join("mirror"));
@@ -271,6 +279,10 @@ fn check(name: &str, case: Case) {
         ours.codes, case.expect,
         "{name}: our exit codes; observed {ours:#?}"
     );
+    if let Some(stages) = case.stages {
+        let runs = ours.argv.iter().filter(|a| *a != "--version").count();
+        assert_eq!(runs, stages, "{name}: rsync stage runs: {:#?}", ours.argv);
+    }
     if !Path::new(REFERENCE).exists() {
         eprintln!(
             "SKIPPED comparison for {name}: {REFERENCE} is not installed \
@@ -291,7 +303,11 @@ fn check(name: &str, case: Case) {
     );
     // Field by field, so a failure shows only what differs (ftpsync left, dsync right).
     assert_eq!(reference.stdout, ours.stdout, "{name}: printed messages");
-    assert_eq!(reference.argv.len(), ours.argv.len(), "{name}: number of rsync calls");
+    assert_eq!(
+        reference.argv.len(),
+        ours.argv.len(),
+        "{name}: number of rsync calls"
+    );
     for (r, o) in reference.argv.iter().zip(&ours.argv) {
         assert_eq!(r, o, "{name}: rsync argv");
     }
@@ -312,7 +328,7 @@ fn runs(list: &[&[&'static str]]) -> Vec<Vec<&'static str>> {
 }
 
 cases! {
-    plain_full_sync => case("INFO_COUNTRY=DE");
+    plain_full_sync => Case { stages: Some(2), ..case("INFO_COUNTRY=DE") };
     arch_exclude => case("ARCH_EXCLUDE=\"arm64 source\"");
     arch_include => case("ARCH_INCLUDE=\"amd64 i386\"");
     arch_include_source_only => case("ARCH_INCLUDE=source");
@@ -399,6 +415,18 @@ cases! {
         ..case("")
     };
     callback_without_key_is_ignored => Case { runs: runs(&[&["sync:callback"]]), ..case("") };
+    push_during_run_repeats_the_stages => Case {
+        stages: Some(4),
+        ..case("HOOK2={ROOT}/hook-push\nHOOK3={ROOT}/hook3")
+    };
+    ssh_transport_unreachable_fails_stage_one => Case {
+        expect: vec![3],
+        ..case("RSYNC_TRANSPORT=ssh\nRSYNC_EXTRA=\"--port={PORT} --contimeout=5\"\nRSYNC_USER=nobody")
+    };
+    ssl_transport_uses_the_tunnel_helper => Case {
+        expect: vec![3],
+        ..case("RSYNC_SSL=true\nRSYNC_SSL_PORT=1")
+    };
     config_reads_earlier_variables => case(
         "export RSYNC_PASSWORD=unused\nDEST=${TO}\nTO=\"$DEST\"\nINFO_LOCATION=\"${INFO_LOCATION:-Somewhere}\""
     );

@@ -37,11 +37,11 @@ struct Engine {
 pub fn run(s: Settings, req: Request) -> u8 {
     let base = argv::base(&s, s.rsync_protocol);
     let date_started = trace::date_rfc822();
-    if !s.basedir.is_empty() {
-        if let Err(e) = std::env::set_current_dir(&s.basedir) {
-            eprintln!("{}: cd {}: {e}", s.name, s.basedir);
-            return exit::FAILURE;
-        }
+    if !s.basedir.is_empty()
+        && let Err(e) = std::env::set_current_dir(&s.basedir)
+    {
+        eprintln!("{}: cd {}: {e}", s.name, s.basedir);
+        return exit::FAILURE;
     }
     // SAFETY: umask only changes this process's file-creation mask.
     unsafe {
@@ -134,10 +134,10 @@ impl Engine {
 
     fn sync(&mut self) -> Result<(), Stop> {
         self.log.line("Mirrorsync start");
-        if let Ok(conn) = std::env::var("SSH_CONNECTION") {
-            if let Some(from) = conn.split(' ').next().filter(|f| !f.is_empty()) {
-                self.log.line(&format!("We got pushed from {from}"));
-            }
+        if let Ok(conn) = std::env::var("SSH_CONNECTION")
+            && let Some(from) = conn.split(' ').next().filter(|f| !f.is_empty())
+        {
+            self.log.line(&format!("We got pushed from {from}"));
         }
         if self.req.callback && (self.s.callback_host == "none" || self.s.callback_key == "none") {
             self.req.callback = false;

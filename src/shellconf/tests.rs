@@ -5,7 +5,11 @@ use super::*;
 /// The variables every test starts from, like a login environment.
 pub(super) fn base() -> Vars {
     let mut vars = Vars::new();
-    for (name, value) in [("HOME", "/home/tester"), ("LOGNAME", "tester"), ("PATH", "/usr/bin:/bin")] {
+    for (name, value) in [
+        ("HOME", "/home/tester"),
+        ("LOGNAME", "tester"),
+        ("PATH", "/usr/bin:/bin"),
+    ] {
         vars.set(name, value);
         vars.export(name);
     }
@@ -30,9 +34,15 @@ fn value(text: &str) -> String {
 }
 
 fn run(args: &[&str]) -> String {
-    let out = std::process::Command::new(args[0]).args(&args[1..]).output().expect("run");
+    let out = std::process::Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .expect("run");
     assert!(out.status.success(), "{args:?} failed");
-    String::from_utf8(out.stdout).unwrap().trim_end_matches('\n').to_string()
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .trim_end_matches('\n')
+        .to_string()
 }
 
 #[test]
@@ -47,7 +57,10 @@ fn shellconf_plain_assignments() {
 #[test]
 fn shellconf_several_assignments_on_a_line_see_each_other() {
     let vars = eval("A=1 B=$A; C=$B\n");
-    assert_eq!((vars.get("A"), vars.get("B"), vars.get("C")), (Some("1"), Some("1"), Some("1")));
+    assert_eq!(
+        (vars.get("A"), vars.get("B"), vars.get("C")),
+        (Some("1"), Some("1"), Some("1"))
+    );
 }
 
 #[test]
@@ -81,7 +94,10 @@ fn shellconf_semicolons_and_blanks() {
 #[test]
 fn shellconf_crlf_line_endings() {
     let vars = eval("A=1\r\nB=\"x\"\r\n# c\r\nC=$A\r\n");
-    assert_eq!((vars.get("A"), vars.get("B"), vars.get("C")), (Some("1"), Some("x"), Some("1")));
+    assert_eq!(
+        (vars.get("A"), vars.get("B"), vars.get("C")),
+        (Some("1"), Some("x"), Some("1"))
+    );
 }
 
 #[test]
@@ -92,7 +108,10 @@ fn shellconf_single_quotes_are_literal() {
 
 #[test]
 fn shellconf_double_quotes() {
-    assert_eq!(value(r#"X="a \$b \`c\` \"d\" \\e \x $HOME""#), r#"a $b `c` "d" \e \x /home/tester"#);
+    assert_eq!(
+        value(r#"X="a \$b \`c\` \"d\" \\e \x $HOME""#),
+        r#"a $b `c` "d" \e \x /home/tester"#
+    );
     assert_eq!(value("X=\"a\nb\""), "a\nb");
     assert_eq!(value("X=\"a\\\nb\""), "ab");
     assert_eq!(value("X=\"a$\""), "a$");
@@ -116,7 +135,7 @@ fn shellconf_line_continuation_between_words() {
 
 #[test]
 fn shellconf_ansi_c_quotes() {
-    assert_eq!(value(r"X=$'a\tb\nc\\d\'e\"f'"), "a\tb\nc\\d'e\"f");
+    assert_eq!(value(r#"X=$'a\tb\nc\\d\'e\"f'"#), "a\tb\nc\\d'e\"f");
     assert_eq!(value(r"X=$'\x41\101\u00e9\e\cA\?\q'"), "AAé\x1b\x01?\\q");
     assert_eq!(value("X=$'a\\\nb'"), "a\\\nb");
 }
@@ -128,7 +147,10 @@ fn shellconf_locale_quotes_are_double_quotes() {
 
 #[test]
 fn shellconf_concatenation() {
-    assert_eq!(value(r#"X=a'b c'"d $LOGNAME"\ e${LOGNAME}f$'\t'"#), "ab cd tester etesterf\t");
+    assert_eq!(
+        value(r#"X=a'b c'"d $LOGNAME"\ e${LOGNAME}f$'\t'"#),
+        "ab cd tester etesterf\t"
+    );
 }
 
 #[test]
@@ -265,7 +287,10 @@ fn shellconf_tilde_uses_home_even_empty() {
 fn shellconf_tilde_without_home_uses_passwd() {
     let mut vars = Vars::new();
     eval_str("t", "X=~", &mut vars).unwrap();
-    assert_eq!(vars.get("X"), Some(run(&["bash", "-c", "unset HOME; echo ~"]).as_str()));
+    assert_eq!(
+        vars.get("X"),
+        Some(run(&["bash", "-c", "unset HOME; echo ~"]).as_str())
+    );
 }
 
 #[test]
@@ -278,7 +303,13 @@ fn shellconf_export() {
     // D is exported but has no value: not in the environment.
     assert_eq!(
         exported,
-        [("A", "1"), ("B", "2"), ("HOME", "/home/tester"), ("LOGNAME", "tester"), ("PATH", "/usr/bin:/bin")]
+        [
+            ("A", "1"),
+            ("B", "2"),
+            ("HOME", "/home/tester"),
+            ("LOGNAME", "tester"),
+            ("PATH", "/usr/bin:/bin")
+        ]
     );
 }
 
@@ -328,9 +359,15 @@ fn shellconf_command_substitution_hostname() {
 #[test]
 fn shellconf_command_substitution_hostname_fqdn() {
     // `hostname -f` needs a resolvable name; only compare when it works.
-    let out = std::process::Command::new("hostname").arg("-f").output().unwrap();
+    let out = std::process::Command::new("hostname")
+        .arg("-f")
+        .output()
+        .unwrap();
     if out.status.success() {
-        let want = String::from_utf8(out.stdout).unwrap().trim_end().to_string();
+        let want = String::from_utf8(out.stdout)
+            .unwrap()
+            .trim_end()
+            .to_string();
         assert_eq!(value("X=`hostname -f`"), want);
         assert_eq!(value("X=$(hostname --fqdn)"), want);
     }
@@ -351,8 +388,12 @@ fn shellconf_command_substitution_cat() {
     std::fs::write(&file, "s3cr3t\n\n\n").unwrap();
     let mut vars = base();
     vars.set("D", dir.path().to_str().unwrap());
-    eval_str("t", "X=$(cat \"$D/pass word\")\nY=`cat \"$D\"/pass\\ word`\nZ=\"$(cat \"$D/pass word\")\"", &mut vars)
-        .unwrap();
+    eval_str(
+        "t",
+        "X=$(cat \"$D/pass word\")\nY=`cat \"$D\"/pass\\ word`\nZ=\"$(cat \"$D/pass word\")\"",
+        &mut vars,
+    )
+    .unwrap();
     assert_eq!(vars.get("X"), Some("s3cr3t"));
     assert_eq!(vars.get("Y"), Some("s3cr3t"));
     assert_eq!(vars.get("Z"), Some("s3cr3t"));
@@ -393,9 +434,20 @@ fn shellconf_eval_file() {
 
 #[test]
 fn shellconf_eval_file_missing() {
-    let err = eval_file(std::path::Path::new("/nonexistent/ftpsync.conf"), &mut Vars::new()).unwrap_err();
-    assert_eq!((err.file.as_str(), err.line, err.column), ("/nonexistent/ftpsync.conf", 0, 0));
-    assert!(err.to_string().starts_with("/nonexistent/ftpsync.conf:0:0: cannot read the file: "), "{err}");
+    let err = eval_file(
+        std::path::Path::new("/nonexistent/ftpsync.conf"),
+        &mut Vars::new(),
+    )
+    .unwrap_err();
+    assert_eq!(
+        (err.file.as_str(), err.line, err.column),
+        ("/nonexistent/ftpsync.conf", 0, 0)
+    );
+    assert!(
+        err.to_string()
+            .starts_with("/nonexistent/ftpsync.conf:0:0: cannot read the file: "),
+        "{err}"
+    );
 }
 
 /// The sample shipped in Debian's ftpsync package (etc/ftpsync.conf.sample), abridged.
@@ -479,16 +531,30 @@ fn shellconf_operator_config() {
     assert!(vars.is_exported("RSYNC_PASSWORD"));
     assert!(!vars.is_exported("TO"));
     assert_eq!(vars.get("RSYNC_HOST"), Some("ftp.de.debian.org"));
-    assert_eq!(vars.get("ARCH_EXCLUDE"), Some("alpha arm armel hppa hurd-i386 ia64"));
-    assert_eq!(vars.get("HOOK1"), Some(format!("/usr/local/bin/pre {host}").as_str()));
+    assert_eq!(
+        vars.get("ARCH_EXCLUDE"),
+        Some("alpha arm armel hppa hurd-i386 ia64")
+    );
+    assert_eq!(
+        vars.get("HOOK1"),
+        Some(format!("/usr/local/bin/pre {host}").as_str())
+    );
     assert_eq!(vars.get("LOGDIR"), Some("/home/tester/log"));
-    assert_eq!(vars.get("RSYNC_OPTIONS"), Some("-prltvHSB8192 --safe-links   --timeout 120"));
+    assert_eq!(
+        vars.get("RSYNC_OPTIONS"),
+        Some("-prltvHSB8192 --safe-links   --timeout 120")
+    );
 }
 
 #[test]
 fn shellconf_operator_config_keeps_preset_logdir() {
     let mut vars = base();
     vars.set("LOGDIR", "/var/log/ftpsync");
-    eval_str("t", &OPERATOR_CONFIG.replace("hostname -f", "hostname"), &mut vars).unwrap();
+    eval_str(
+        "t",
+        &OPERATOR_CONFIG.replace("hostname -f", "hostname"),
+        &mut vars,
+    )
+    .unwrap();
     assert_eq!(vars.get("LOGDIR"), Some("/var/log/ftpsync"));
 }

@@ -188,7 +188,7 @@ impl<'a> Lexer<'a> {
                 }
                 '\'' if !dq => self.single_quoted(&mut parts)?,
                 '"' => self.double_quoted(&mut parts)?,
-                '$' => self.dollar(&mut parts, dq)?,
+                '$' => self.dollar(&mut parts, dq, true)?,
                 '`' => self.backquoted(&mut parts, dq)?,
                 _ => {
                     self.cur.bump();
@@ -238,7 +238,7 @@ impl<'a> Lexer<'a> {
                     }
                     parts.lit(n.ch, true);
                 }
-                Some('$') => self.dollar(parts, true)?,
+                Some('$') => self.dollar(parts, true, false)?,
                 Some('`') => self.backquoted(parts, true)?,
                 Some(c) => {
                     self.cur.bump();
@@ -248,8 +248,10 @@ impl<'a> Lexer<'a> {
         }
     }
 
-    /// `$...` in any form; the cursor is at the `$`.
-    fn dollar(&mut self, parts: &mut Parts, in_dq: bool) -> Result<(), Fail> {
+    /// `$...` in any form; the cursor is at the `$`. `$'...'` and `$"..."`
+    /// are quotes except directly inside double quotes (but bash does take
+    /// them as quotes in `"${A:-$'\t'}"`, hence `quotes`).
+    fn dollar(&mut self, parts: &mut Parts, in_dq: bool, quotes: bool) -> Result<(), Fail> {
         let (start, pos) = (self.cur.index(), self.cur.pos());
         self.cur.bump();
         match self.cur.peek() {
@@ -276,9 +278,9 @@ impl<'a> Lexer<'a> {
                 parts.0.push(Part::Param(Box::new(p)));
             }
             Some(c) if c.is_ascii_digit() || "@*#?-$!".contains(c) => return special(pos, c),
-            Some('\'') if !in_dq => self.ansi_c(parts, pos)?,
+            Some('\'') if quotes => self.ansi_c(parts, pos)?,
             // $"..." is a translatable string; untranslated it is "...".
-            Some('"') if !in_dq => self.double_quoted(parts)?,
+            Some('"') if quotes => self.double_quoted(parts)?,
             // A `$` that starts nothing is an ordinary character.
             _ => parts.lit('$', in_dq),
         }
@@ -312,7 +314,10 @@ impl<'a> Lexer<'a> {
                 self.cur.bump();
                 return self.bad_brace(start, pos);
             }
-            Some(c) if !is_name_start(c) => return self.bad_brace(start, pos),
+            Some(c) if !is_name_start(c) => {
+                self.cur.bump();
+                return self.bad_brace(start, pos);
+            }
             _ => {}
         }
         let name = self.name();

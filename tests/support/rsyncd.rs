@@ -8,7 +8,9 @@
 //! The daemon runs in the foreground (`--no-detach`) in its own process group, with a private
 //! configuration and log file in a temporary directory, read-only modules, no chroot, no
 //! symlink munging, and no reverse DNS lookups. Dropping the [`RsyncDaemon`] kills the whole
-//! process group (the daemon and any per-connection children) and reaps it.
+//! process group (the daemon and any per-connection children) and reaps it. A daemon that is
+//! never dropped (e.g. kept in a `static OnceLock`) is stopped by a watchdog when the test
+//! process exits, so daemons do not pile up across test runs.
 //!
 //! # Reaching the daemon's port with `HOST::MODULE` syntax (ftpsync's `RSYNC_HOST`)
 //!
@@ -33,17 +35,30 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// How long to wait for the daemon to accept connections.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// Runs `"$@"` (rsync) plus a watchdog that kills it when stdin (fd 3) reaches EOF.
+/// Background jobs of a non-interactive shell get /dev/null as stdin unless redirected
+/// explicitly, hence fd 3.
+const WRAPPER: &str = r#"exec 3<&0
+"$@" </dev/null 3<&- &
+r=$!
+{ cat <&3 >/dev/null; kill -TERM "$r" 2>/dev/null; } &
+exec 3<&-
+wait "$r"
+"#;
 /// How many ports to try if the chosen one is taken before rsync binds it.
 const ATTEMPTS: usize = 5;
 
 /// A running `rsync --daemon`; killed on drop.
 pub struct RsyncDaemon {
+    /// `sh` wrapper (process group leader) running rsync and the watchdog.
     child: Child,
+    /// Write end of the watchdog's pipe; closed when this process exits.
+    _lifeline: ChildStdin,
     port: u16,
     addr: String,
     dir: tempfile::TempDir,
@@ -117,25 +132,33 @@ impl RsyncDaemon {
         for attempt in 1..=ATTEMPTS {
             let port = super::free_port_on(addr);
             let out = fs::File::create(dir.path().join("stdout-stderr.log")).expect("create log");
-            let mut child = Command::new("rsync")
+            // `sh` runs rsync and a watchdog reading our end of a pipe (fd 3): when this
+            // process exits without dropping the daemon (e.g. one held in a `static`), the
+            // pipe closes and the watchdog stops rsync, so no daemon outlives its test binary.
+            // `sh` exits with rsync's status, so an early rsync exit is seen by `try_wait`.
+            let mut child = Command::new("sh")
+                .arg("-c")
+                .arg(WRAPPER)
+                .arg("rsyncd-wrapper")
+                .arg("rsync")
                 .arg("--daemon")
                 .arg("--no-detach")
                 .arg(format!("--config={}", conf_path.display()))
                 .arg(format!("--port={port}"))
                 .arg(format!("--address={addr}"))
-                .stdin(Stdio::null())
+                .stdin(Stdio::piped())
                 .stdout(out.try_clone().unwrap())
                 .stderr(out)
                 .process_group(0)
                 .spawn()
-                .unwrap_or_else(|e| {
-                    panic!("cannot run `rsync --daemon` (is rsync installed?): {e}")
-                });
+                .unwrap_or_else(|e| panic!("cannot run sh to start rsync --daemon: {e}"));
+            let lifeline = child.stdin.take().expect("piped stdin");
             let sa = (addr, port).to_socket_addrs().unwrap().next().unwrap();
             match wait_ready(&mut child, sa, &log) {
                 Ok(()) => {
                     return RsyncDaemon {
                         child,
+                        _lifeline: lifeline,
                         port,
                         addr: addr.to_string(),
                         dir,
@@ -203,7 +226,8 @@ impl RsyncDaemon {
         self.dir.path().join("rsyncd.conf")
     }
 
-    /// Process id of the daemon (also its process group id).
+    /// Process id of the `sh` wrapper that runs the daemon; it is also the process group id
+    /// of the daemon and its per-connection children.
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

@@ -1,0 +1,327 @@
+//! ftpsync mode where we go beyond the shell script (or where the script cannot
+//! be compared): mail reports, hooks with arguments, the kernel lock, signals,
+//! and config errors that name file, line and column.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use support::archive::{self, ArchiveSpec};
+use support::rsyncd::RsyncDaemon;
+use support::wait_for_what;
+
+/// A mirror host: a home with `ftpsync.conf`, a mirror, logs, and a `sendmail`
+/// stand-in that stores each mail it is given.
+struct Site {
+    dir: tempfile::TempDir,
+    _daemon: Option<RsyncDaemon>,
+    _upstream: Option<tempfile::TempDir>,
+}
+
+impl Site {
+    /// A site syncing from a fresh upstream archive; `extra` is appended to the config.
+    fn new(extra: &str) -> Site {
+        let upstream = tempfile::tempdir().unwrap();
+        archive::write_revision(upstream.path(), &ArchiveSpec::default(), 1);
+        let daemon = RsyncDaemon::start("127.0.0.1", &[("debian", upstream.path())]);
+        let port = daemon.port();
+        let mut site = Site::bare(&format!(
+            "RSYNC_HOST=127.0.0.1\nRSYNC_EXTRA=\"--port={port}\"\n{extra}"
+        ));
+        site._daemon = Some(daemon);
+        site._upstream = Some(upstream);
+        site
+    }
+
+    /// A site with only the common lines and `extra`.
+    fn bare(extra: &str) -> Site {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("home/.config/ftpsync")).unwrap();
+        std::fs::create_dir_all(root.join("mail")).unwrap();
+        let conf = format!(
+            "MIRRORNAME=mirror.test\nTO={r}/mirror/\nLOGDIR={r}/log\nMAILTO=ops@example.org\n{extra}\n",
+            r = root.display()
+        )
+        .replace("{ROOT}", &root.display().to_string());
+        std::fs::write(root.join("home/.config/ftpsync/ftpsync.conf"), conf).unwrap();
+        write_script(
+            &root.join("sendmail"),
+            &format!(
+                "#!/bin/sh\necho \"$@\" > {r}/mail/$$.args\ncat > {r}/mail/$$.msg\n",
+                r = root.display()
+            ),
+        );
+        std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_dsync"), root.join("ftpsync")).unwrap();
+        Site {
+            dir,
+            _daemon: None,
+            _upstream: None,
+        }
+    }
+
+    fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(self.root().join("ftpsync"));
+        cmd.args(args)
+            .env("HOME", self.root().join("home"))
+            .env("LOGNAME", "nobody")
+            .env("DSYNC_SENDMAIL", self.root().join("sendmail"))
+            .env_remove("SSH_ORIGINAL_COMMAND");
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    fn spawn(&self) -> Child {
+        self.command(&[])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    /// Every mail sent, as (sendmail arguments, message), oldest first.
+    fn mails(&self) -> Vec<(String, String)> {
+        let mut found: Vec<PathBuf> = std::fs::read_dir(self.root().join("mail"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "msg"))
+            .collect();
+        found.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
+        found
+            .iter()
+            .map(|msg| {
+                let args = std::fs::read_to_string(msg.with_extension("args")).unwrap();
+                (
+                    args.trim().to_string(),
+                    std::fs::read_to_string(msg).unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    fn lock_file(&self) -> PathBuf {
+        self.root()
+            .join("mirror/Archive-Update-in-Progress-mirror.test")
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.root().join("log/ftpsync.log.0")).unwrap_or_default()
+    }
+}
+
+fn write_script(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// The Subject header, unfolded (RFC 5322 folds long headers onto indented lines).
+fn subject(message: &str) -> String {
+    let unfolded = message
+        .replace("\r\n", "\n")
+        .replace("\n ", " ")
+        .replace("\n\t", " ");
+    unfolded
+        .lines()
+        .find_map(|l| l.strip_prefix("Subject: "))
+        .unwrap_or("")
+        .to_string()
+}
+
+#[test]
+fn failed_sync_mails_the_error_and_the_logs() {
+    let site = Site::new("RSYNC_PATH=no-such-module");
+    let out = site.run(&[]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let mails = site.mails();
+    let host = support_short_host();
+    assert_eq!(
+        mails.len(),
+        2,
+        "an immediate error mail and the final report"
+    );
+    assert_eq!(mails[0].0, "-i -- ops@example.org");
+    assert_eq!(
+        subject(&mails[0].1),
+        format!(
+            "[ftpsync@{host}] ERROR: ERROR: Sync step 1 went wrong, got errorcode 5. Logfile: {}/log/ftpsync.log",
+            site.root().display()
+        )
+    );
+    assert_eq!(
+        subject(&mails[1].1),
+        format!("[ftpsync@{host}] ERROR: rsync errors")
+    );
+    assert!(mails[1].1.contains("Auto-Submitted: auto-generated"));
+    // rsync's stderr and our log travel as attachments.
+    assert!(
+        mails[1].1.contains("filename=\"rsync-ftpsync.error\""),
+        "{}",
+        mails[1].1
+    );
+    assert!(mails[1].1.contains("filename=\"ftpsync.log\""));
+    assert!(
+        mails[1].1.contains("Unknown module"),
+        "rsync's own message is in the mail"
+    );
+    // The rsync exit code is explained in the log.
+    assert!(
+        site.log()
+            .contains("rsync exit code 5: error starting client-server protocol")
+    );
+}
+
+#[test]
+fn success_is_silent_unless_errorsonly_is_false() {
+    let quiet = Site::new("");
+    assert_eq!(quiet.run(&[]).status.code(), Some(0));
+    assert!(quiet.mails().is_empty(), "no mail after a clean sync");
+
+    let chatty = Site::new("ERRORSONLY=false\nFULLLOGS=true");
+    assert_eq!(chatty.run(&[]).status.code(), Some(0));
+    let mails = chatty.mails();
+    assert_eq!(mails.len(), 1);
+    assert!(
+        subject(&mails[0].1).ends_with("] SUCCESS"),
+        "{}",
+        mails[0].1
+    );
+    assert!(
+        mails[0].1.contains("filename=\"rsync-ftpsync.log\""),
+        "FULLLOGS attaches rsync's log"
+    );
+}
+
+#[test]
+fn hooks_receive_their_arguments() {
+    let site = Site::new("HOOK1=\"{ROOT}/hook 'first arg' second\"");
+    write_script(
+        &site.root().join("hook"),
+        &format!(
+            "#!/bin/sh\nprintf '%s|' \"$@\" > {}/hook-args\n",
+            site.root().display()
+        ),
+    );
+    assert_eq!(site.run(&[]).status.code(), Some(0));
+    let args = std::fs::read_to_string(site.root().join("hook-args")).unwrap();
+    assert_eq!(args, "first arg|second|");
+}
+
+/// A HOOK1 that announces it runs, then waits until the test lets it go.
+fn blocking_hook(site: &Site) {
+    let r = site.root().display();
+    write_script(
+        &site.root().join("block"),
+        &format!("#!/bin/sh\ntouch {r}/started\nwhile [ ! -e {r}/release ]; do sleep 0.05; done\n"),
+    );
+}
+
+#[test]
+fn second_run_refuses_while_the_first_holds_the_lock() {
+    let site = Site::new("HOOK1={ROOT}/block");
+    blocking_hook(&site);
+    let first = site.spawn();
+    let started = site.root().join("started");
+    wait_for_what(Duration::from_secs(30), "first run's HOOK1", || {
+        started.exists()
+    });
+
+    let second = site.run(&[]);
+    assert_eq!(second.status.code(), Some(1), "{second:?}");
+    let stdout = String::from_utf8_lossy(&second.stdout);
+    assert_eq!(
+        stdout.trim(),
+        format!(
+            "Unable to start rsync, lock file still exists, PID {}",
+            first.id()
+        )
+    );
+
+    std::fs::write(site.root().join("release"), "").unwrap();
+    let first = first.wait_with_output().unwrap();
+    assert_eq!(first.status.code(), Some(0), "{first:?}");
+    assert!(!site.lock_file().exists(), "lock removed after the run");
+}
+
+#[test]
+fn lock_held_by_a_dead_process_but_flocked_is_still_refused() {
+    // The PID file names a dead process, yet another dsync holds the kernel lock:
+    // the PID check alone (ftpsync's) would let a second sync run into the same tree.
+    let site = Site::new("HOOK1={ROOT}/block");
+    blocking_hook(&site);
+    let mut first = site.spawn();
+    let started = site.root().join("started");
+    wait_for_what(Duration::from_secs(30), "first run's HOOK1", || {
+        started.exists()
+    });
+    std::fs::write(site.lock_file(), "999999999\n").unwrap();
+    let second = site.run(&[]);
+    assert_eq!(second.status.code(), Some(1), "{second:?}");
+    std::fs::write(site.root().join("release"), "").unwrap();
+    assert_eq!(first.wait().unwrap().code(), Some(0));
+}
+
+#[test]
+fn sigterm_stops_the_hook_group_removes_the_lock_and_exits_143() {
+    let site = Site::new("HOOK1={ROOT}/block");
+    blocking_hook(&site);
+    let child = site.spawn();
+    let started = site.root().join("started");
+    wait_for_what(Duration::from_secs(30), "HOOK1 to start", || {
+        started.exists()
+    });
+    // SAFETY: plain kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(143), "{out:?}");
+    assert!(!site.lock_file().exists(), "lock removed on SIGTERM");
+    let log = site.log();
+    assert!(log.contains("Interrupted by signal 15"), "{log}");
+    assert!(log.contains("Mirrorsync done with errors"), "{log}");
+    // The hook's `sleep` loop was in the hook's group and must be gone too.
+    let hook_alive = Command::new("pgrep")
+        .args(["-f", &site.root().join("block").display().to_string()])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(!hook_alive, "the hook survived our SIGTERM");
+}
+
+#[test]
+fn unsupported_config_is_refused_with_file_line_and_column() {
+    let site = Site::bare("RSYNC_HOST=example.org\nif true; then TO=/x; fi");
+    let out = site.run(&[]);
+    assert_eq!(out.status.code(), Some(78), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let conf = site.root().join("home/.config/ftpsync/ftpsync.conf");
+    assert!(
+        stderr.contains(&format!("{}:6:1:", conf.display())),
+        "names file:line:column: {stderr}"
+    );
+    assert!(!site.root().join("mirror").exists(), "nothing touched");
+}
+
+#[test]
+fn garbage_numbers_are_refused_before_syncing() {
+    let site = Site::bare("RSYNC_HOST=example.org\nUIPSLEEP=20min");
+    let out = site.run(&[]);
+    assert_eq!(out.status.code(), Some(78), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("UIPSLEEP=\"20min\""), "{stderr}");
+    assert!(stderr.contains("not a whole number"), "{stderr}");
+}
+
+fn support_short_host() -> String {
+    let out = Command::new("hostname").arg("-s").output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
