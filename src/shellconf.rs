@@ -8,12 +8,23 @@
 //! `file:line:column`, so a config never silently means something different
 //! here than under ftpsync.
 //!
+//! Supported: comments, `;`, `\`-newline continuations, CRLF line ends;
+//! `NAME=word` (several per line), `NAME+=word`, `export`, `readonly` (the
+//! read-only mark is not kept), `unset`, `:` and `true`; single, double and
+//! `$'...'` quotes; `$NAME`, `${NAME}`, `${NAME:-w}`, `${NAME-w}`, `:=`, `=`,
+//! `:+`, `+`, `:?`, `?`, `${#NAME}`; `~` and `~user` as in assignments; and
+//! `$(...)` / backquotes only for `hostname [-f|-s|-d|...]`, `whoami`,
+//! `id -un` and `cat FILE`.
+//!
 //! The whole file is parsed before anything is evaluated: a construct we do
 //! not support is reported even if an earlier line would fail at run time,
 //! and no command substitution runs for a file that is rejected anyway.
 
+mod ansi_c;
 mod cursor;
 mod eval;
+mod lexer;
+mod lexer_subst;
 mod parse;
 mod subst;
 mod vars;
@@ -23,6 +34,8 @@ mod word;
 mod tests;
 #[cfg(test)]
 mod tests_bash;
+#[cfg(test)]
+mod tests_commands;
 #[cfg(test)]
 mod tests_errors;
 
@@ -58,6 +71,10 @@ fn fail<T>(pos: cursor::Pos, message: impl Into<String>) -> Result<T, Fail> {
 }
 
 /// Evaluate `text` (named `file` in messages) as a bash-sourced config, updating `vars`.
+///
+/// Nothing is evaluated if the text has a construct we do not support. An
+/// error while evaluating (an unset variable, a failing `hostname`) stops at
+/// that command, leaving the assignments before it done, as bash would.
 pub fn eval_str(file: &str, text: &str, vars: &mut Vars) -> Result<(), ShellConfError> {
     let chars = cursor::decode(text);
     parse::parse_script(&chars)

@@ -87,6 +87,8 @@ struct Case {
     expect: Vec<i32>,
     /// Expected number of rsync stage runs (not counting `--version`), if pinned.
     stages: Option<usize>,
+    /// Expected record of hooks (and runmirrors) run, if pinned.
+    hooks: Option<&'static str>,
 }
 
 /// Lines every config starts with: our mirror name, the daemon's port, the argv
@@ -179,6 +181,9 @@ fn observe(program: Option<&Path>, case: &Case) -> Observed {
         r = root.display()
     );
     write_script(&root.join("hook-push"), &push);
+    // HUB=true hands over to runmirrors from BINDIR: record how it is called.
+    let runmirrors = format!("#!/bin/sh\necho \"runmirrors $*\" >> {}/hooks\n", root.display());
+    write_script(&root.join("runmirrors"), &runmirrors);
     std::fs::create_dir_all(root.join("mirror")).unwrap();
     if let Some(prepare) = case.prepare {
         prepare(&root.join("mirror"));
@@ -279,6 +284,9 @@ fn check(name: &str, case: Case) {
         ours.codes, case.expect,
         "{name}: our exit codes; observed {ours:#?}"
     );
+    if let Some(hooks) = case.hooks {
+        assert_eq!(ours.hooks, hooks, "{name}: hooks run");
+    }
     if let Some(stages) = case.stages {
         let runs = ours.argv.iter().filter(|a| *a != "--version").count();
         assert_eq!(runs, stages, "{name}: rsync stage runs: {:#?}", ours.argv);
@@ -364,11 +372,14 @@ cases! {
         ],
         ..case("")
     };
-    hooks_in_order => case(
-        "HOOK1={ROOT}/hook1\nHOOK2={ROOT}/hook2\nHOOK3={ROOT}/hook3\nHOOK4={ROOT}/hook4\nHOOK5={ROOT}/hook5"
-    );
+    hooks_in_order => Case {
+        // HOOK5 only runs after runmirrors, with HUB=true.
+        hooks: Some("1\n2\n3\n4\n"),
+        ..case("HOOK1={ROOT}/hook1\nHOOK2={ROOT}/hook2\nHOOK3={ROOT}/hook3\nHOOK4={ROOT}/hook4\nHOOK5={ROOT}/hook5")
+    };
     failing_hook_stops_with_its_status => Case {
         expect: vec![7],
+        hooks: Some("1\n"),
         ..case("HOOK1={ROOT}/hook1\nHOOK2={ROOT}/hook-fails\nHOOK3={ROOT}/hook3")
     };
     unknown_module_fails_stage_one => Case { expect: vec![3], ..case("RSYNC_PATH=no-such-module") };
@@ -426,6 +437,19 @@ cases! {
     ssl_transport_uses_the_tunnel_helper => Case {
         expect: vec![3],
         ..case("RSYNC_SSL=true\nRSYNC_SSL_PORT=1")
+    };
+    rsync_proxy_is_exported_to_rsync => Case {
+        expect: vec![3],
+        ..case("RSYNC_PROXY=127.0.0.1:1")
+    };
+    hub_triggers_downstreams_then_hook5 => Case {
+        hooks: Some("4\nrunmirrors -f -k all\n5\n"),
+        ..case("HUB=true\nBINDIR={ROOT}\nHOOK4={ROOT}/hook4\nHOOK5={ROOT}/hook5")
+    };
+    hub_mhop_stage1_push => Case {
+        runs: runs(&[&["sync:stage1", "sync:mhop", "sync:archive:"]]),
+        hooks: Some("runmirrors -f -k mhop\n5\n"),
+        ..case("HUB=true\nBINDIR={ROOT}\nHOOK5={ROOT}/hook5")
     };
     config_reads_earlier_variables => case(
         "export RSYNC_PASSWORD=unused\nDEST=${TO}\nTO=\"$DEST\"\nINFO_LOCATION=\"${INFO_LOCATION:-Somewhere}\""

@@ -325,3 +325,73 @@ fn support_short_host() -> String {
     let out = Command::new("hostname").arg("-s").output().unwrap();
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
+
+#[test]
+fn config_is_found_in_basedir_etc_for_a_git_checkout_layout() {
+    let site = Site::new("");
+    let conf = site.root().join("home/.config/ftpsync/ftpsync.conf");
+    let basedir = site.root().join("archvsync");
+    std::fs::create_dir_all(basedir.join("etc")).unwrap();
+    std::fs::rename(&conf, basedir.join("etc/ftpsync.conf")).unwrap();
+    let out = site.command(&[]).env("BASEDIR", &basedir).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(site.root().join("mirror/project/trace/mirror.test").exists());
+}
+
+/// A one-connection SMTP server speaking just enough of RFC 5321 to accept a
+/// message; returns the DATA it received.
+fn smtp_listener() -> (u16, std::thread::JoinHandle<String>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let handle = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut out = stream;
+        out.write_all(b"220 test ESMTP\r\n").unwrap();
+        let mut data = String::new();
+        let mut in_data = false;
+        let mut line = String::new();
+        while reader.read_line(&mut line).unwrap_or(0) > 0 {
+            if in_data {
+                if line == ".\r\n" {
+                    in_data = false;
+                    out.write_all(b"250 queued\r\n").unwrap();
+                } else {
+                    data.push_str(&line);
+                }
+            } else {
+                let verb = line.get(..4).unwrap_or("").to_ascii_uppercase();
+                let reply: &[u8] = match verb.as_str() {
+                    "EHLO" | "HELO" => b"250 test\r\n",
+                    "DATA" => {
+                        in_data = true;
+                        b"354 go on\r\n"
+                    }
+                    "QUIT" => {
+                        out.write_all(b"221 bye\r\n").unwrap();
+                        break;
+                    }
+                    _ => b"250 ok\r\n",
+                };
+                out.write_all(reply).unwrap();
+            }
+            line.clear();
+        }
+        data
+    });
+    (port, handle)
+}
+
+#[test]
+fn smtp_server_option_delivers_the_report_over_smtp() {
+    let (port, server) = smtp_listener();
+    let site = Site::new(&format!("ERRORSONLY=false\nSMTP_SERVER=127.0.0.1:{port}"));
+    let out = site.run(&[]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let data = server.join().unwrap();
+    assert!(subject(&data).ends_with("] SUCCESS"), "{data}");
+    assert!(data.contains("To: ops@example.org"), "{data}");
+    assert!(site.mails().is_empty(), "sendmail was not used");
+}

@@ -2,7 +2,8 @@
 //! whether it is one we evaluate.
 
 use super::cursor::{Pos, SrcChar};
-use super::word::{Lexer, Part, Word, is_name, is_name_char, is_name_start};
+use super::lexer::Lexer;
+use super::word::{Part, Word, is_name, is_name_char, is_name_start};
 use super::{ALLOWED, Fail, fail};
 
 /// A command we evaluate.

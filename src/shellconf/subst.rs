@@ -5,7 +5,8 @@
 use std::process::{Command, Stdio};
 
 use super::cursor::{Pos, SrcChar};
-use super::word::{Lexer, Word};
+use super::lexer::Lexer;
+use super::word::Word;
 use super::{Fail, fail};
 
 /// An allowed `$(...)` or `` `...` ``, checked when parsed.

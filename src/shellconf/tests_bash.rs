@@ -3,7 +3,8 @@
 
 use std::process::Command;
 
-use super::tests::{OPERATOR_CONFIG, base};
+use super::tests::base;
+use super::tests_commands::{DEBIAN_SAMPLE, OLD_SAMPLE_UNCOMMENTED, OPERATOR_CONFIG};
 use super::*;
 
 /// How a variable ends up.
@@ -168,8 +169,10 @@ fn shellconf_bash_agrees() {
 }
 
 #[test]
-fn shellconf_bash_agrees_on_the_operator_config() {
+fn shellconf_bash_agrees_on_whole_configs() {
     if bash_available() {
+        same_as_bash(DEBIAN_SAMPLE);
+        same_as_bash(OLD_SAMPLE_UNCOMMENTED);
         same_as_bash(&OPERATOR_CONFIG.replace("hostname -f", "hostname"));
     }
 }
