@@ -25,6 +25,18 @@ pub struct GroupChild {
 /// Start `cmd` as the leader of a new process group.
 pub fn spawn(cmd: &mut Command) -> io::Result<GroupChild> {
     cmd.process_group(0);
+    // If we are killed outright (SIGKILL, OOM killer), no cleanup of ours runs:
+    // ask the kernel to kill the child then, so no rsync goes on writing into the
+    // mirror unsupervised. Its own children exit when their pipes close.
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
     let child = cmd.spawn()?;
     let group = child.id() as i32;
     signals::register(group);

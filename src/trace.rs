@@ -89,9 +89,9 @@ pub fn content(to: &Path, info: &TraceInfo) -> String {
         line("Architectures", &archs);
     }
     let config = if !info.arch_include.is_empty() {
-        format!("INCLUDE {}", sorted_words(&info.arch_include))
+        format!("INCLUDE {}", config_words(&info.arch_include))
     } else if !info.arch_exclude.is_empty() {
-        format!("EXCLUDE {}", sorted_words(&info.arch_exclude))
+        format!("EXCLUDE {}", config_words(&info.arch_exclude))
     } else {
         "ALL".to_string()
     };
@@ -127,7 +127,18 @@ pub fn content(to: &Path, info: &TraceInfo) -> String {
 
 /// Words sorted and de-duplicated, each followed by a space (as `sort -u | tr '\n' ' '`).
 fn sorted_words(words: &str) -> String {
-    let mut list: Vec<&str> = words.split_whitespace().collect();
+    sorted_lines(words.split_whitespace())
+}
+
+/// `tr ' ' '\n' <<< "$VALUE" | sort -u | tr '\n' ' '`, as ftpsync writes the
+/// `ARCH_*` settings: split at single spaces, so doubled spaces give an empty
+/// entry, which sorts first and shows as an extra space.
+fn config_words(value: &str) -> String {
+    sorted_lines(value.split(' '))
+}
+
+fn sorted_lines<'a>(lines: impl Iterator<Item = &'a str>) -> String {
+    let mut list: Vec<&str> = lines.collect();
     list.sort_unstable();
     list.dedup();
     list.iter().map(|w| format!("{w} ")).collect()
@@ -269,7 +280,7 @@ mod tests {
         let info = TraceInfo {
             mirrorname: "m.example.org".into(),
             country: "DE".into(),
-            arch_exclude: "source i386 i386".into(),
+            arch_exclude: "source  i386 i386".into(),
             stage1_secs: 2,
             stage2_secs: 1,
             bytes_received: 300,
@@ -282,7 +293,7 @@ mod tests {
         }
         assert!(text.contains("\nUsed ftpsync version: 20180513\n"));
         assert!(text.contains("\nArchitectures: amd64 \n"));
-        assert!(text.contains("\nArchitectures-Configuration: EXCLUDE i386 source \n"));
+        assert!(text.contains("\nArchitectures-Configuration: EXCLUDE  i386 source \n"));
         assert!(text.contains("\nAverage rate: 100 B/s\n"));
         assert!(text.contains("\nUpstream-mirror: unknown\n"));
     }

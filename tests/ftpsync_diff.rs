@@ -182,7 +182,10 @@ fn observe(program: Option<&Path>, case: &Case) -> Observed {
     );
     write_script(&root.join("hook-push"), &push);
     // HUB=true hands over to runmirrors from BINDIR: record how it is called.
-    let runmirrors = format!("#!/bin/sh\necho \"runmirrors $*\" >> {}/hooks\n", root.display());
+    let runmirrors = format!(
+        "#!/bin/sh\necho \"runmirrors $*\" >> {}/hooks\n",
+        root.display()
+    );
     write_script(&root.join("runmirrors"), &runmirrors);
     std::fs::create_dir_all(root.join("mirror")).unwrap();
     if let Some(prepare) = case.prepare {
@@ -451,6 +454,17 @@ cases! {
         hooks: Some("runmirrors -f -k mhop\n5\n"),
         ..case("HUB=true\nBINDIR={ROOT}\nHOOK5={ROOT}/hook5")
     };
+    config_uses_bash_variables_and_sample_layout => case(concat!(
+        "########################################################################\n",
+        "## Mirror information options\n",
+        "########################################################################\n",
+        "# INFO_MAINTAINER=\"Admins <admins@example.com>, Person <person@example.com>\"\n",
+        "INFO_LOCATION=\"$HOSTNAME\" # where we are\n",
+        "INFO_SPONSOR='Example <https://example.com>'\n",
+        "export RSYNC_PASSWORD\n",
+        "INFO_THROUGHPUT=10Gb; INFO_COUNTRY=DE\n",
+        "ARCH_EXCLUDE=\"arm64 \\\n  source\"\n",
+    ));
     config_reads_earlier_variables => case(
         "export RSYNC_PASSWORD=unused\nDEST=${TO}\nTO=\"$DEST\"\nINFO_LOCATION=\"${INFO_LOCATION:-Somewhere}\""
     );

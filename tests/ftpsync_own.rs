@@ -335,7 +335,11 @@ fn config_is_found_in_basedir_etc_for_a_git_checkout_layout() {
     std::fs::rename(&conf, basedir.join("etc/ftpsync.conf")).unwrap();
     let out = site.command(&[]).env("BASEDIR", &basedir).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{out:?}");
-    assert!(site.root().join("mirror/project/trace/mirror.test").exists());
+    assert!(
+        site.root()
+            .join("mirror/project/trace/mirror.test")
+            .exists()
+    );
 }
 
 /// A one-connection SMTP server speaking just enough of RFC 5321 to accept a
@@ -346,7 +350,9 @@ fn smtp_listener() -> (u16, std::thread::JoinHandle<String>) {
     let port = listener.local_addr().unwrap().port();
     let handle = std::thread::spawn(move || {
         let (stream, _) = listener.accept().unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
         let mut reader = BufReader::new(stream.try_clone().unwrap());
         let mut out = stream;
         out.write_all(b"220 test ESMTP\r\n").unwrap();
@@ -394,4 +400,88 @@ fn smtp_server_option_delivers_the_report_over_smtp() {
     assert!(subject(&data).ends_with("] SUCCESS"), "{data}");
     assert!(data.contains("To: ops@example.org"), "{data}");
     assert!(site.mails().is_empty(), "sendmail was not used");
+}
+
+/// A site whose upstream has one large file and whose rsync is throttled, so a
+/// sync is reliably still transferring when the test interrupts it. The rsync
+/// wrapper records the rsync PID (it execs rsync, keeping its PID).
+fn slow_site() -> Site {
+    let site = Site::new("RSYNC={ROOT}/rsync-wrapper\nRSYNC_BW=20");
+    let upstream = site._upstream.as_ref().unwrap().path();
+    let big: Vec<u8> = (0..8_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    std::fs::write(upstream.join("pool/main/big.bin"), big).unwrap();
+    let r = site.root().display();
+    write_script(
+        &site.root().join("rsync-wrapper"),
+        &format!(
+            "#!/bin/sh\n[ \"$1\" = --version ] || echo $$ > {r}/rsync.pid\nexec rsync \"$@\"\n"
+        ),
+    );
+    site
+}
+
+fn process_exists(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks for existence.
+    unsafe { libc::kill(pid, 0) == 0 }
+}
+
+fn wait_for_rsync(site: &Site) -> i32 {
+    let pid_file = site.root().join("rsync.pid");
+    wait_for_what(Duration::from_secs(30), "rsync to start", || {
+        std::fs::read_to_string(&pid_file).is_ok_and(|s| s.trim().parse::<i32>().is_ok())
+    });
+    std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn sigterm_during_rsync_stops_the_whole_rsync_group() {
+    let site = slow_site();
+    let child = site.spawn();
+    let rsync = wait_for_rsync(&site);
+    // SAFETY: plain kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(143), "{out:?}");
+    // SAFETY: kill(-pgid, 0) only checks whether any member of the group exists.
+    let group_alive = unsafe { libc::kill(-rsync, 0) == 0 };
+    assert!(!group_alive, "an rsync of group {rsync} survived");
+    assert!(!site.lock_file().exists());
+    assert!(
+        !site.root().join("mirror/pool/main/big.bin").exists(),
+        "no half file published"
+    );
+}
+
+#[test]
+fn sigkill_of_dsync_takes_rsync_down_and_the_next_run_completes() {
+    let site = slow_site();
+    let mut child = site.spawn();
+    let rsync = wait_for_rsync(&site);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    wait_for_what(
+        Duration::from_secs(10),
+        "rsync to die with its parent",
+        || !process_exists(rsync),
+    );
+    // The stale lock (dead PID, no flock) is taken over; unthrottled, it completes.
+    assert!(
+        site.lock_file().exists(),
+        "SIGKILL leaves the lock file behind"
+    );
+    let conf = site.root().join("home/.config/ftpsync/ftpsync.conf");
+    let text = std::fs::read_to_string(&conf)
+        .unwrap()
+        .replace("RSYNC_BW=20", "RSYNC_BW=0");
+    std::fs::write(&conf, text).unwrap();
+    let out = site.run(&[]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(site.root().join("mirror/pool/main/big.bin").exists());
+    assert!(!site.lock_file().exists());
 }

@@ -145,6 +145,17 @@ pub fn initial_vars(name: &str, request: &Request) -> Vars {
     let mut vars = Vars::from_env();
     let home = vars.get("HOME").unwrap_or("").to_string();
     let flag = |b: bool| if b { "true" } else { "false" };
+    // Variables bash itself provides, which configs use (`MIRRORNAME=$HOSTNAME`).
+    vars.set("HOSTNAME", crate::host::name());
+    // SAFETY: getuid/geteuid cannot fail.
+    let (uid, euid) = unsafe { (libc::getuid(), libc::geteuid()) };
+    vars.set("UID", uid.to_string());
+    vars.set("EUID", euid.to_string());
+    if vars.get("PWD").is_none()
+        && let Ok(dir) = std::env::current_dir()
+    {
+        vars.set("PWD", dir.to_string_lossy());
+    }
     vars.set("VERSION", "20180513+nmu1");
     vars.set("NAME", name);
     vars.set("ARCHIVE", request.archive.as_str());
