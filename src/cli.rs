@@ -7,10 +7,12 @@ use crate::exit;
 
 const USAGE: &str = "\
 usage: dsync ftpsync [-T TRIGGER] [sync:all|sync:stage1|sync:stage2|sync:archive:NAME|sync:callback|sync:mhop]...
+       dsync demo [DIR]
        dsync --version | -h
 
 Invoked through a symlink named ftpsync (or ftpsync-NAME), dsync behaves as
-Debian's ftpsync and reads the same ftpsync.conf. See dsync(1).";
+Debian's ftpsync and reads the same ftpsync.conf. `dsync demo` mirrors a small
+generated archive from a local rsync daemon, to show a whole sync. See dsync(1).";
 
 /// Entry point: returns the process exit status.
 pub fn main() -> u8 {
@@ -30,6 +32,7 @@ pub fn main() -> u8 {
     }
     match args.first().map(String::as_str) {
         Some("ftpsync") => crate::ftpsync::run("ftpsync", &args[1..]),
+        Some("demo") => crate::demo::run(&args[1..]),
         Some("--version" | "-V" | "-version") => {
             println!("dsync {}", env!("CARGO_PKG_VERSION"));
             exit::OK

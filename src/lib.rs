@@ -9,8 +9,11 @@
 //! - [`rsync`], [`process`], [`signals`]: running rsync and other children safely
 //! - [`lock`], [`trace`], [`log`], [`mail`]: the files and reports around a sync
 //! - [`exit`]: the one table of exit codes
+//! - [`demo`]: `dsync demo`, a whole mirror setup on this machine, and the archive
+//!   generator it shares with the tests
 
 pub mod cli;
+pub mod demo;
 pub mod exit;
 pub mod ftpsync;
 pub mod host;
@@ -22,3 +25,4 @@ pub mod rsync;
 pub mod shellconf;
 pub mod signals;
 pub mod trace;
+pub mod tunnel;

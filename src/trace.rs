@@ -22,12 +22,7 @@ pub struct TraceInfo {
     pub date_started: String,
     pub mirrorname: String,
     pub tracehost: String,
-    pub maintainer: String,
-    pub sponsor: String,
-    pub country: String,
-    pub location: String,
-    pub throughput: String,
-    pub trigger: String,
+    pub about: MirrorInfo,
     pub arch_include: String,
     pub arch_exclude: String,
     /// `RSYNC_HOST`, or empty (written as `unknown`).
@@ -36,6 +31,17 @@ pub struct TraceInfo {
     pub bytes_received: u64,
     pub stage1_secs: u64,
     pub stage2_secs: u64,
+}
+
+/// What the operator says about the mirror (ftpsync's `INFO_*` variables).
+#[derive(Debug, Clone, Default)]
+pub struct MirrorInfo {
+    pub maintainer: String,
+    pub sponsor: String,
+    pub country: String,
+    pub location: String,
+    pub throughput: String,
+    pub trigger: String,
 }
 
 /// `date -u` in the POSIX locale: `Mon Nov 23 08:55:54 UTC 2026`.
@@ -73,12 +79,12 @@ pub fn content(to: &Path, info: &TraceInfo) -> String {
     line("Creator", &creator);
     line("Running on host", &info.tracehost);
     for (key, value) in [
-        ("Maintainer", &info.maintainer),
-        ("Sponsor", &info.sponsor),
-        ("Country", &info.country),
-        ("Location", &info.location),
-        ("Throughput", &info.throughput),
-        ("Trigger", &info.trigger),
+        ("Maintainer", &info.about.maintainer),
+        ("Sponsor", &info.about.sponsor),
+        ("Country", &info.about.country),
+        ("Location", &info.about.location),
+        ("Throughput", &info.about.throughput),
+        ("Trigger", &info.about.trigger),
     ] {
         if !value.is_empty() {
             line(key, value);
@@ -279,7 +285,10 @@ mod tests {
         std::fs::write(dir.path().join("dists/x/main/binary-amd64/Packages.gz"), "").unwrap();
         let info = TraceInfo {
             mirrorname: "m.example.org".into(),
-            country: "DE".into(),
+            about: MirrorInfo {
+                country: "DE".into(),
+                ..MirrorInfo::default()
+            },
             arch_exclude: "source  i386 i386".into(),
             stage1_secs: 2,
             stage2_secs: 1,

@@ -27,7 +27,7 @@ fn mirror_is_apt_consistent_after_stage_one_and_after_each_sync() {
     }
     let spec = ArchiveSpec::default();
     let up = tempfile::tempdir().unwrap();
-    archive::write_revision(up.path(), &spec, 1);
+    archive::write_revision(up.path(), &spec, 1).unwrap();
     let daemon = RsyncDaemon::start("127.0.0.1", &[("debian", up.path())]);
 
     let root = tempfile::tempdir().unwrap();
@@ -61,7 +61,7 @@ fn mirror_is_apt_consistent_after_stage_one_and_after_each_sync() {
 
     let mut previous_release: Option<Vec<u8>> = None;
     for rev in 1..=4 {
-        let info = archive::write_revision(up.path(), &spec, rev);
+        let info = archive::write_revision(up.path(), &spec, rev).unwrap();
         let out = Command::new(&ftpsync)
             .env("HOME", root.join("home"))
             .env("LOGNAME", "nobody")

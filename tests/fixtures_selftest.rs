@@ -63,12 +63,15 @@ fn generator_is_deterministic_and_moves_between_revisions() {
     let spec = ArchiveSpec::default();
     let a = tempfile::tempdir().unwrap();
     let b = tempfile::tempdir().unwrap();
-    let info1 = archive::write_revision(a.path(), &spec, 1);
+    let info1 = archive::write_revision(a.path(), &spec, 1).unwrap();
     // b goes 3 -> 2, ending where a fresh revision 2 would.
-    archive::write_revision(b.path(), &spec, 3);
-    let info2 = archive::write_revision(b.path(), &spec, 2);
+    archive::write_revision(b.path(), &spec, 3).unwrap();
+    let info2 = archive::write_revision(b.path(), &spec, 2).unwrap();
     let fresh2 = tempfile::tempdir().unwrap();
-    assert_eq!(archive::write_revision(fresh2.path(), &spec, 2), info2);
+    assert_eq!(
+        archive::write_revision(fresh2.path(), &spec, 2).unwrap(),
+        info2
+    );
     let diff = archive::snapshot_diff(
         &archive::tree_snapshot(fresh2.path()),
         &archive::tree_snapshot(b.path()),
@@ -80,7 +83,7 @@ fn generator_is_deterministic_and_moves_between_revisions() {
     );
 
     // a: 1 -> 2 equals fresh 2 as well, mtimes included.
-    archive::write_revision(a.path(), &spec, 2);
+    archive::write_revision(a.path(), &spec, 2).unwrap();
     let diff = archive::snapshot_diff(
         &archive::tree_snapshot(fresh2.path()),
         &archive::tree_snapshot(a.path()),
@@ -154,7 +157,7 @@ fn generator_is_deterministic_and_moves_between_revisions() {
         assert!(info2.by_hash_files.contains(f));
     }
     // ... but not those of revision 1 in revision 3 (unless unchanged since).
-    let info3 = archive::write_revision(a.path(), &spec, 3);
+    let info3 = archive::write_revision(a.path(), &spec, 3).unwrap();
     let gone: Vec<&String> = info1
         .by_hash_files
         .iter()
@@ -177,7 +180,7 @@ fn revisions_sync_through_rsyncd_and_stay_apt_consistent() {
 
     let mut prev: Option<archive::ArchiveInfo> = None;
     for rev in 1..=3 {
-        let info = archive::write_revision(upstream.path(), &spec, rev);
+        let info = archive::write_revision(upstream.path(), &spec, rev).unwrap();
         support::run_rsync(&["-a", "--delete", &d.url("debian"), path_str(dst.path())]);
         let diff = archive::snapshot_diff(
             &archive::tree_snapshot(upstream.path()),
@@ -221,7 +224,7 @@ fn checker_reports_missing_and_corrupt_pool_files() {
     require_tools();
     let spec = ArchiveSpec::default();
     let m = tempfile::tempdir().unwrap();
-    let info = archive::write_revision(m.path(), &spec, 1);
+    let info = archive::write_revision(m.path(), &spec, 1).unwrap();
     assert_consistent(m.path(), &spec);
     let opts = CheckOptions::default();
 
@@ -284,13 +287,13 @@ fn apt_fails_when_indices_and_release_disagree() {
     };
     let r1 = tempfile::tempdir().unwrap();
     let r2 = tempfile::tempdir().unwrap();
-    archive::write_revision(r1.path(), &spec, 1);
-    archive::write_revision(r2.path(), &spec, 2);
+    archive::write_revision(r1.path(), &spec, 1).unwrap();
+    archive::write_revision(r2.path(), &spec, 2).unwrap();
     let pk = "dists/bookworm/main/binary-amd64/Packages.xz";
 
     // New Packages.xz, old Release: canonical-name apt fails with a hash mismatch ...
     let m = tempfile::tempdir().unwrap();
-    archive::write_revision(m.path(), &spec, 1);
+    archive::write_revision(m.path(), &spec, 1).unwrap();
     fs::copy(r2.path().join(pk), m.path().join(pk)).unwrap();
     let err = apt::apt_update(m.path(), &spec, false, true).expect_err("apt-get update passed");
     assert!(err.contains("Hash Sum mismatch"), "{err}");
@@ -314,7 +317,7 @@ fn apt_fails_when_indices_and_release_disagree() {
 
     // New Release, old indices (and no new by-hash files): apt fails in both modes.
     let m = tempfile::tempdir().unwrap();
-    archive::write_revision(m.path(), &spec, 1);
+    archive::write_revision(m.path(), &spec, 1).unwrap();
     let rel = "dists/bookworm/Release";
     fs::copy(r2.path().join(rel), m.path().join(rel)).unwrap();
     apt::apt_update(m.path(), &spec, true, true).expect_err("by-hash apt-get update passed");
@@ -323,7 +326,7 @@ fn apt_fails_when_indices_and_release_disagree() {
     // New dists/ over an old pool (stage 2 content without stage 1): apt-get update does not
     // read the pool, but the checker finds the missing packages.
     let m = tempfile::tempdir().unwrap();
-    archive::write_revision(m.path(), &spec, 1);
+    archive::write_revision(m.path(), &spec, 1).unwrap();
     support::run_rsync(&[
         "-a",
         &format!("{}/dists/", path_str(r2.path())),

@@ -41,9 +41,9 @@ fn upstream() -> &'static Upstream {
         let security = dir.path().join("security");
         let busy = dir.path().join("busy");
         let spec = ArchiveSpec::default();
-        archive::write_revision(&debian, &spec, 1);
-        archive::write_revision(&security, &spec.with_archs(&["amd64"]), 2);
-        archive::write_revision(&busy, &spec, 1);
+        archive::write_revision(&debian, &spec, 1).unwrap();
+        archive::write_revision(&security, &spec.with_archs(&["amd64"]), 2).unwrap();
+        archive::write_revision(&busy, &spec, 1).unwrap();
         std::fs::write(busy.join("Archive-Update-in-Progress-upstream.test"), "1\n").unwrap();
         let modules = [
             ("debian", debian.as_path()),

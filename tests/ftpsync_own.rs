@@ -24,7 +24,7 @@ impl Site {
     /// A site syncing from a fresh upstream archive; `extra` is appended to the config.
     fn new(extra: &str) -> Site {
         let upstream = tempfile::tempdir().unwrap();
-        archive::write_revision(upstream.path(), &ArchiveSpec::default(), 1);
+        archive::write_revision(upstream.path(), &ArchiveSpec::default(), 1).unwrap();
         let daemon = RsyncDaemon::start("127.0.0.1", &[("debian", upstream.path())]);
         let port = daemon.port();
         let mut site = Site::bare(&format!(
@@ -217,24 +217,33 @@ fn hooks_receive_their_arguments() {
     assert_eq!(args, "first arg|second|");
 }
 
-/// A HOOK1 that announces it runs, then waits until the test lets it go.
-fn blocking_hook(site: &Site) {
+/// A site whose HOOK1 announces it runs, then waits until the test lets it go.
+fn blocked_site() -> Site {
+    let site = Site::new("HOOK1={ROOT}/block");
     let r = site.root().display();
     write_script(
         &site.root().join("block"),
         &format!("#!/bin/sh\ntouch {r}/started\nwhile [ ! -e {r}/release ]; do sleep 0.05; done\n"),
     );
+    site
+}
+
+/// Start a run of `site` and wait until it sits in its blocking HOOK1.
+fn start_blocked(site: &Site) -> Child {
+    let child = site.spawn();
+    let started = site.root().join("started");
+    wait_for_what(Duration::from_secs(30), "HOOK1 to start", || started.exists());
+    child
+}
+
+fn release(site: &Site) {
+    std::fs::write(site.root().join("release"), "").unwrap();
 }
 
 #[test]
 fn second_run_refuses_while_the_first_holds_the_lock() {
-    let site = Site::new("HOOK1={ROOT}/block");
-    blocking_hook(&site);
-    let first = site.spawn();
-    let started = site.root().join("started");
-    wait_for_what(Duration::from_secs(30), "first run's HOOK1", || {
-        started.exists()
-    });
+    let site = blocked_site();
+    let first = start_blocked(&site);
 
     let second = site.run(&[]);
     assert_eq!(second.status.code(), Some(1), "{second:?}");
@@ -247,7 +256,7 @@ fn second_run_refuses_while_the_first_holds_the_lock() {
         )
     );
 
-    std::fs::write(site.root().join("release"), "").unwrap();
+    release(&site);
     let first = first.wait_with_output().unwrap();
     assert_eq!(first.status.code(), Some(0), "{first:?}");
     assert!(!site.lock_file().exists(), "lock removed after the run");
@@ -257,29 +266,19 @@ fn second_run_refuses_while_the_first_holds_the_lock() {
 fn lock_held_by_a_dead_process_but_flocked_is_still_refused() {
     // The PID file names a dead process, yet another dsync holds the kernel lock:
     // the PID check alone (ftpsync's) would let a second sync run into the same tree.
-    let site = Site::new("HOOK1={ROOT}/block");
-    blocking_hook(&site);
-    let mut first = site.spawn();
-    let started = site.root().join("started");
-    wait_for_what(Duration::from_secs(30), "first run's HOOK1", || {
-        started.exists()
-    });
+    let site = blocked_site();
+    let mut first = start_blocked(&site);
     std::fs::write(site.lock_file(), "999999999\n").unwrap();
     let second = site.run(&[]);
     assert_eq!(second.status.code(), Some(1), "{second:?}");
-    std::fs::write(site.root().join("release"), "").unwrap();
+    release(&site);
     assert_eq!(first.wait().unwrap().code(), Some(0));
 }
 
 #[test]
 fn sigterm_stops_the_hook_group_removes_the_lock_and_exits_143() {
-    let site = Site::new("HOOK1={ROOT}/block");
-    blocking_hook(&site);
-    let child = site.spawn();
-    let started = site.root().join("started");
-    wait_for_what(Duration::from_secs(30), "HOOK1 to start", || {
-        started.exists()
-    });
+    let site = blocked_site();
+    let child = start_blocked(&site);
     // SAFETY: plain kill(2) on our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let out = child.wait_with_output().unwrap();
@@ -484,4 +483,27 @@ fn sigkill_of_dsync_takes_rsync_down_and_the_next_run_completes() {
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert!(site.root().join("mirror/pool/main/big.bin").exists());
     assert!(!site.lock_file().exists());
+}
+
+#[test]
+fn upstream_update_in_progress_is_waited_out() {
+    // Upstream is mid-update during our first stage one; HOOK2 plays the upstream
+    // finishing its update. Stage two must wait for a clean stage one.
+    let site = Site::new("UIPSLEEP=1\nUIPRETRIES=2\nHOOK2={ROOT}/upstream-done");
+    let upstream = site._upstream.as_ref().unwrap().path();
+    let busy = upstream.join("Archive-Update-in-Progress-upstream.example");
+    std::fs::write(&busy, "42\n").unwrap();
+    write_script(
+        &site.root().join("upstream-done"),
+        &format!("#!/bin/sh\nrm -f {}\n", busy.display()),
+    );
+    let out = site.run(&[]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let log = site.log();
+    assert!(log.contains("Upstream archive update in progress, skipping stage2"), "{log}");
+    assert!(log.contains("Retrying update in 1"), "{log}");
+    assert_eq!(log.matches("Running stage1:").count(), 2, "{log}");
+    assert_eq!(log.matches("Running stage2:").count(), 1, "{log}");
+    assert!(!site.root().join("mirror/Archive-Update-in-Progress-upstream.example").exists());
+    assert!(site.root().join("mirror/dists/bookworm/Release").exists());
 }

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::shellconf::{self, ShellConfError, Vars};
+use crate::trace::MirrorInfo;
 
 use super::cli::Request;
 
@@ -97,22 +98,11 @@ pub struct Settings {
     pub program: String,
     pub basedir: String,
     pub bindir: String,
-    pub info: Info,
+    pub info: MirrorInfo,
     pub smtp_server: Option<String>,
     /// The environment children (rsync, hooks) get: exported variables plus
     /// `RSYNC_PASSWORD`, `RSYNC_PROXY` and, for ssl, `RSYNC_SSL_*`.
     pub child_env: Vec<(String, String)>,
-}
-
-/// `INFO_*` variables shown in the trace file.
-#[derive(Debug, Clone, Default)]
-pub struct Info {
-    pub maintainer: String,
-    pub sponsor: String,
-    pub country: String,
-    pub location: String,
-    pub throughput: String,
-    pub trigger: String,
 }
 
 /// Directories searched for the config, in order.
@@ -318,7 +308,7 @@ pub fn resolve(
         program: or(vars, "PROGRAM", name),
         basedir: or(vars, "BASEDIR", ""),
         bindir: or(vars, "BINDIR", ""),
-        info: Info {
+        info: MirrorInfo {
             maintainer: or(vars, "INFO_MAINTAINER", ""),
             sponsor: or(vars, "INFO_SPONSOR", ""),
             country: or(vars, "INFO_COUNTRY", ""),

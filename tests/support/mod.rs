@@ -5,7 +5,8 @@
 //!
 //! * [`archive`]: writes a small but valid Debian-style archive (pool, `dists/`, `Release`,
 //!   by-hash copies, trace file) at a given revision, so tests can move an upstream through
-//!   revisions 1, 2, 3, ... and check that a mirror follows consistently.
+//!   revisions 1, 2, 3, ... and check that a mirror follows consistently. It is the library's
+//!   `dsync::demo::archive`, re-exported (`dsync demo` serves the same archive).
 //! * [`rsyncd`]: runs a real `rsync --daemon` on a loopback address and a free port.
 //! * [`apt`]: checks a mirror with a real `apt-get update` (private configuration, no root
 //!   needed) plus an in-process check of every hash in every `Release`, `Packages` and
