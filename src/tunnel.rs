@@ -209,6 +209,11 @@ impl Tunnel {
 
 /// Entry point (`rsync-ssl-tunnel ARGS…` or `dsync rsync-ssl-tunnel ARGS…`): on
 /// success does not return, since stunnel or socat replaces this process.
+///
+/// Call it before starting any thread, in particular before
+/// [`signals::install`](crate::signals::install): stunnel's configuration takes over
+/// fd 3, which would otherwise be the signal watcher's socket; that thread then fails
+/// on it and panics onto rsync's stderr.
 pub fn run(args: &[String]) -> u8 {
     let env = |name: &str| std::env::var_os(name).map(|v| v.to_string_lossy().into_owned());
     let tunnel = match parse(args, env) {

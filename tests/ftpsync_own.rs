@@ -232,7 +232,9 @@ fn blocked_site() -> Site {
 fn start_blocked(site: &Site) -> Child {
     let child = site.spawn();
     let started = site.root().join("started");
-    wait_for_what(Duration::from_secs(30), "HOOK1 to start", || started.exists());
+    wait_for_what(Duration::from_secs(30), "HOOK1 to start", || {
+        started.exists()
+    });
     child
 }
 
@@ -500,10 +502,18 @@ fn upstream_update_in_progress_is_waited_out() {
     let out = site.run(&[]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let log = site.log();
-    assert!(log.contains("Upstream archive update in progress, skipping stage2"), "{log}");
+    assert!(
+        log.contains("Upstream archive update in progress, skipping stage2"),
+        "{log}"
+    );
     assert!(log.contains("Retrying update in 1"), "{log}");
     assert_eq!(log.matches("Running stage1:").count(), 2, "{log}");
     assert_eq!(log.matches("Running stage2:").count(), 1, "{log}");
-    assert!(!site.root().join("mirror/Archive-Update-in-Progress-upstream.example").exists());
+    assert!(
+        !site
+            .root()
+            .join("mirror/Archive-Update-in-Progress-upstream.example")
+            .exists()
+    );
     assert!(site.root().join("mirror/dists/bookworm/Release").exists());
 }
