@@ -20,6 +20,7 @@ pub mod host;
 pub mod lock;
 pub mod log;
 pub mod mail;
+pub mod manager;
 pub mod process;
 pub mod rsync;
 pub mod shellconf;

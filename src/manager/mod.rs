@@ -1,0 +1,17 @@
+//! The dsync layer: a home (`~/dxync`) with one global `xync.conf` and one small
+//! file per repository, synced on schedule, in parallel, with status and alerts.
+//!
+//! - [`home`], [`diag`], [`xync`], [`repo`], [`schedule`], [`upstream`]: reading and
+//!   checking the configuration
+//! - [`status`], [`notify`]: what a web page, a chat channel and a mailbox see
+//! - [`worker`], [`scheduler`], [`general`]: running the syncs
+//! - [`commands`]: the `dsync` command line on top
+
+pub mod diag;
+pub mod home;
+pub mod notify;
+pub mod repo;
+pub mod schedule;
+pub mod status;
+pub mod upstream;
+pub mod xync;
