@@ -6,10 +6,27 @@ use std::path::Path;
 use crate::exit;
 
 const USAGE: &str = "\
-usage: dsync ftpsync [-T TRIGGER] [sync:all|sync:stage1|sync:stage2|sync:archive:NAME|sync:callback|sync:mhop]...
+usage: dsync [-home DIR] [-sync NAME] [-force] [-nolog]
+       dsync [-home DIR] -test [-offline] | -emoff | -cleanlog | -example
+       dsync [-home DIR] -setup [-repo NAME -save DIR [-src URL] [-timeset HH,HH]] [-force]
+       dsync ftpsync [-T TRIGGER] [sync:all|sync:stage1|sync:stage2|sync:archive:NAME|sync:callback|sync:mhop]...
        dsync demo [DIR]
        dsync rsync-ssl-tunnel [-C CAPATH] [-m METHOD] [-p PORT] HOST ...
        dsync --version | -h
+
+Without a command, dsync syncs every repository of its home (~/dxync, or
+-home DIR, or DSYNC_HOME) that is due this hour, syncps at a time:
+
+  -sync NAME   sync this repository now, whatever its timeset
+  -force       sync every repository now, creating missing save folders
+  -nolog       run in the background; output goes to logs/dsync.log
+  -test        check every configuration file (and reach every upstream,
+               unless -offline); creates the home if missing
+  -emoff       stop every running sync at once, leaving a marker file
+  -cleanlog    delete logs older than 7 days
+  -setup       write a repository file (asks on the terminal what the
+               options do not give)
+  -example     print the sample configuration files
 
 Invoked through a symlink named ftpsync (or ftpsync-NAME), dsync behaves as
 Debian's ftpsync and reads the same ftpsync.conf. `dsync demo` mirrors a small
@@ -51,9 +68,6 @@ pub fn main() -> u8 {
             println!("{USAGE}");
             exit::OK
         }
-        _ => {
-            eprintln!("{USAGE}");
-            exit::USAGE
-        }
+        _ => crate::manager::commands::main(&args),
     }
 }

@@ -18,7 +18,7 @@ use settings::SettingsError;
 /// symlink like `ftpsync-security`); it names the config and logs.
 pub fn run(program: &str, args: &[String]) -> u8 {
     let ssh_command = std::env::var("SSH_ORIGINAL_COMMAND").ok();
-    let mut request = match cli::parse(args, ssh_command.as_deref()) {
+    let request = match cli::parse(args, ssh_command.as_deref()) {
         Ok(request) => request,
         Err(e) => {
             eprintln!("{program}: {e}");
@@ -37,6 +37,53 @@ pub fn run(program: &str, args: &[String]) -> u8 {
         Ok(path) => path,
         Err(e) => return report(program, &e),
     };
+    run_loaded(program, &name, config_path, vars, request)
+}
+
+/// A config that lives inside another file: the ftpsync block of a dsync
+/// repository file (`ftpsync=true` followed by a pasted ftpsync.conf).
+pub struct Embedded<'a> {
+    /// The repository name: names the logs (`NAME.log`, `rsync-NAME.log`).
+    pub name: &'a str,
+    pub file: &'a std::path::Path,
+    pub text: &'a str,
+    /// Line of `file` on which `text` starts, so messages name real lines.
+    pub first_line: usize,
+    /// Defaults the block may override: `TO` (the repo's `save`) and `LOGDIR`.
+    pub defaults: Vec<(&'a str, String)>,
+}
+
+/// Run the ftpsync engine on an embedded config, as `sync:all` from cron would.
+pub fn run_embedded(config: &Embedded<'_>) -> u8 {
+    let request = cli::Request::default();
+    let mut vars = settings::initial_vars(config.name, &request);
+    for (var, value) in &config.defaults {
+        vars.set(var, value.as_str());
+    }
+    // Blank lines in front keep shellconf's line numbers those of the file.
+    let text = "\n".repeat(config.first_line.saturating_sub(1)) + config.text;
+    let label = config.file.display().to_string();
+    if let Err(e) = crate::shellconf::eval_str(&label, &text, &mut vars) {
+        return report(config.name, &SettingsError::Parse(e));
+    }
+    run_loaded(
+        config.name,
+        config.name,
+        config.file.to_path_buf(),
+        vars,
+        request,
+    )
+}
+
+/// From an evaluated config on: the overrides the config may make, the log
+/// folder, the checked settings, and the engine.
+fn run_loaded(
+    program: &str,
+    name: &str,
+    config_path: PathBuf,
+    mut vars: crate::shellconf::Vars,
+    mut request: cli::Request,
+) -> u8 {
     // The config may override what the command line asked for, as in ftpsync.
     let flag = |var: &str| vars.get(var) == Some("true");
     request.stage1 = flag("SYNCSTAGE1");
@@ -50,7 +97,7 @@ pub fn run(program: &str, args: &[String]) -> u8 {
         eprintln!("{program}: cannot create LOGDIR {}: {e}", logdir.display());
         return exit::FAILURE;
     }
-    let settings = match settings::resolve(&name, config_path, &mut vars) {
+    let settings = match settings::resolve(name, config_path, &mut vars) {
         Ok(settings) => settings,
         Err(e) => return report(program, &e),
     };

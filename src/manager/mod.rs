@@ -7,11 +7,19 @@
 //! - [`worker`], [`scheduler`], [`general`]: running the syncs
 //! - [`commands`]: the `dsync` command line on top
 
+pub mod check;
+pub mod commands;
 pub mod diag;
+pub mod emoff;
+pub mod general;
 pub mod home;
+pub mod logs;
 pub mod notify;
 pub mod repo;
+pub mod samples;
 pub mod schedule;
+pub mod scheduler;
 pub mod status;
 pub mod upstream;
+pub mod worker;
 pub mod xync;

@@ -1,5 +1,13 @@
-//! `xync.conf`, the global settings. (CONTRACT STUB: implementation to be written.)
+//! `xync.conf`, the global settings.
+//!
+//! The file is `key=value` lines: spaces around `=` are tolerated, `#` starts a comment
+//! (a whole line, or after whitespace at the end of a line), blank lines are ignored,
+//! CRLF line ends work. Keys are case-sensitive. Every problem is reported with its line
+//! and a concrete fix; a bad value keeps the default. The same line syntax is used by
+//! repository files ([`super::repo`]), so the lexer here is shared with them.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -66,15 +74,715 @@ impl Default for Global {
     }
 }
 
+/// Every key xync.conf knows, as documented.
+pub const KEYS: &[&str] = &[
+    "syncps",
+    "ipadd",
+    "intra",
+    "logdir",
+    "logtime",
+    "pass-error-temp",
+    "rokfoss-sync",
+    "webhookurl",
+    "status",
+    "webroot",
+    "api",
+    "mailto",
+    "smtp",
+    "maxtime",
+    "max-delete",
+    "retries",
+    "timeout",
+    "contimeout",
+    "dtp-listen",
+    "dtp-connections",
+];
+
 /// Parse `text` (the file `path`): every problem is returned, never only the first.
 /// Unknown keys are warnings; bad values are errors (the default is kept).
 pub fn parse(path: &Path, text: &str) -> (Global, Vec<Diagnostic>) {
-    let _ = (path, text);
-    todo!()
+    let mut global = Global::default();
+    let mut diags = Vec::new();
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for line in raw_lines(text) {
+        let (key, value) = match parse_line(line.text) {
+            Parsed::Blank => continue,
+            Parsed::Malformed => {
+                diags.push(malformed(path, &line, "syncps=2"));
+                continue;
+            }
+            Parsed::Pair { key, value } => (key, value),
+        };
+        let n = line.number;
+        let Some(&key) = KEYS.iter().find(|k| **k == key) else {
+            diags.push(unknown_key(
+                path,
+                n,
+                key,
+                &value,
+                KEYS,
+                &OTHER_FILE_KEYS_REPO,
+            ));
+            continue;
+        };
+        if let Some(previous) = seen.insert(key, n) {
+            diags.push(duplicate(path, n, key, previous));
+        }
+        if value.is_empty() {
+            diags.push(empty_value(path, n, key));
+            continue;
+        }
+        match apply(&mut global, key, &value) {
+            Ok(None) => {}
+            Ok(Some((message, fix))) => diags.push(Diagnostic::warning(path, n, message, fix)),
+            Err((message, fix)) => diags.push(Diagnostic::error(path, n, message, fix)),
+        }
+    }
+    make_visible(&mut diags);
+    (global, diags)
 }
 
 /// Read and parse `path`; a missing file gives the defaults and no diagnostic.
 pub fn load(path: &Path) -> (Global, Vec<Diagnostic>) {
-    let _ = path;
-    todo!()
+    match std::fs::read(path) {
+        Ok(bytes) => match String::from_utf8(bytes) {
+            Ok(text) => parse(path, &text),
+            Err(e) => (
+                Global::default(),
+                vec![Diagnostic::error(
+                    path,
+                    0,
+                    format!(
+                        "not UTF-8 text (invalid byte at offset {})",
+                        e.utf8_error().valid_up_to()
+                    ),
+                    "save the file as UTF-8 (e.g. iconv -t UTF-8), with key=value lines",
+                )],
+            ),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Global::default(), Vec::new()),
+        Err(e) => (
+            Global::default(),
+            vec![Diagnostic::error(
+                path,
+                0,
+                format!("cannot read: {e}"),
+                format!("make {} a readable file (chmod 644)", path.display()),
+            )],
+        ),
+    }
+}
+
+/// Repository keys, named when they are found in xync.conf by mistake.
+const OTHER_FILE_KEYS_REPO: OtherFile = OtherFile {
+    keys: &[
+        "repo",
+        "save",
+        "timeset",
+        "src",
+        "intradd",
+        "intraadd",
+        "ftpsync",
+        "dsync",
+        "dsync-url",
+    ],
+    advice: "is a repository setting: move it to repos/NAME.conf",
+};
+
+type Problem = (String, String);
+
+/// Apply one known key. `Ok(Some(warning))` for accepted values worth a remark.
+fn apply(g: &mut Global, key: &str, value: &str) -> Result<Option<Problem>, Problem> {
+    match key {
+        "syncps" => g.syncps = number_in(key, value, 1, 100, "4")? as usize,
+        "ipadd" => g.ipadd = ip_list(value)?,
+        "intra" => g.intra = boolean(key, value)?,
+        "logdir" => g.logdir = boolean(key, value)?,
+        "logtime" => g.logtime = boolean(key, value)?,
+        "pass-error-temp" => g.pass_error_temp = boolean(key, value)?,
+        "rokfoss-sync" => {
+            boolean(key, value)?;
+            return Ok(Some((
+                format!(
+                    "rokfoss-sync={value} has no effect in dsync (it is the ROKFOSS project's private reporting)"
+                ),
+                "delete the rokfoss-sync line".to_string(),
+            )));
+        }
+        "webhookurl" => {
+            g.webhookurl = Some(http_url(
+                key,
+                value,
+                "https://hooks.slack.com/services/T000/B000/XXXX",
+            )?)
+        }
+        "status" => g.status = Some(absolute_dir(key, value, "/var/www/html/status")?),
+        "webroot" => g.webroot = Some(absolute_dir(key, value, "/srv/mirrors")?),
+        "api" => g.api = Some(http_url(key, value, "https://api.example.org/repos.json")?),
+        "mailto" => g.mailto = Some(mail_list(key, value)?),
+        "smtp" => g.smtp = Some(smtp_relay(value)?),
+        "maxtime" => {
+            let hours = number_in(key, value, 1, 168, "12")?;
+            g.maxtime = Duration::from_secs(hours * 3600);
+        }
+        "max-delete" => g.max_delete = number_in(key, value, 0, u64::MAX, "40000")?,
+        "retries" => g.retries = number_in(key, value, 1, 10, "3")? as u32,
+        "timeout" => g.timeout = number_in(key, value, 0, u64::MAX, "600")?,
+        "contimeout" => g.contimeout = number_in(key, value, 0, u64::MAX, "60")?,
+        "dtp-listen" => {
+            if value.parse::<std::net::SocketAddr>().is_err() && value.parse::<u16>().is_err() {
+                return Err((
+                    format!("dtp-listen={value} is not ADDRESS:PORT or PORT"),
+                    "write the address and port the DTP service listens on, e.g. dtp-listen=0.0.0.0:47921".into(),
+                ));
+            }
+        }
+        "dtp-connections" => {
+            number_in(key, value, 1, 1000, "50")?;
+        }
+        _ => unreachable!("{key} is in KEYS but not handled"),
+    }
+    Ok(None)
+}
+
+fn number_in(key: &str, value: &str, min: u64, max: u64, example: &str) -> Result<u64, Problem> {
+    let range = if max == u64::MAX {
+        format!("a whole number of {min} or more")
+    } else {
+        format!("a whole number from {min} to {max}")
+    };
+    match value.parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        Ok(n) => Err((
+            format!("{key}={n} is out of range: it must be {range}"),
+            format!("write {range}, e.g. {key}={example}"),
+        )),
+        Err(_) => Err((
+            format!("{key}={value} is not a number"),
+            format!("write {range} (digits only, no unit), e.g. {key}={example}"),
+        )),
+    }
+}
+
+/// `true`/`false`, also `yes`/`no` and `1`/`0`, in any case.
+pub(crate) fn parse_bool(value: &str) -> Option<bool> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" | "yes" | "1" => Some(true),
+        "false" | "no" | "0" => Some(false),
+        _ => None,
+    }
+}
+
+pub(crate) fn boolean(key: &str, value: &str) -> Result<bool, Problem> {
+    parse_bool(value).ok_or_else(|| {
+        (
+            format!(
+                "{key}={value} is not a boolean: allowed values are true, false, yes, no, 1, 0"
+            ),
+            format!("write {key}=true or {key}=false"),
+        )
+    })
+}
+
+fn ip_list(value: &str) -> Result<Vec<String>, Problem> {
+    let mut out = Vec::new();
+    let mut bad = Vec::new();
+    for item in value.split(',').map(str::trim) {
+        match item.parse::<IpAddr>() {
+            Ok(ip) => out.push(ip.to_string()),
+            Err(_) => bad.push(format!("`{item}`")),
+        }
+    }
+    if bad.is_empty() {
+        Ok(out)
+    } else {
+        Err((
+            format!("ipadd: {} is not an IP address", bad.join(", ")),
+            "write this machine's addresses separated by commas, e.g. ipadd=192.0.2.10,192.0.2.11"
+                .into(),
+        ))
+    }
+}
+
+/// Control characters of the files' values (an escape sequence, a bell) shown as
+/// escapes in messages and fixes, so printing a diagnostic cannot garble a terminal.
+pub(crate) fn make_visible(diags: &mut [Diagnostic]) {
+    let visible = |s: &str| -> String {
+        s.chars()
+            .map(|c| {
+                if c.is_control() {
+                    c.escape_default().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect()
+    };
+    for d in diags {
+        d.message = visible(&d.message);
+        d.fix = visible(&d.fix);
+    }
+}
+
+/// Whitespace, control characters (newlines, tabs, escapes) anywhere in a value.
+pub(crate) fn has_space_or_control(value: &str) -> bool {
+    value.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+pub(crate) fn http_url(key: &str, value: &str, example: &str) -> Result<String, Problem> {
+    let rest = value
+        .strip_prefix("https://")
+        .or_else(|| value.strip_prefix("http://"));
+    match rest {
+        Some(rest)
+            if !rest.is_empty() && !rest.starts_with('/') && !has_space_or_control(value) =>
+        {
+            Ok(value.to_string())
+        }
+        _ => Err((
+            format!("{key}={value} is not an http:// or https:// URL"),
+            format!("write the full URL, e.g. {key}={example}"),
+        )),
+    }
+}
+
+fn absolute_dir(key: &str, value: &str, example: &str) -> Result<PathBuf, Problem> {
+    if value.starts_with('/') && !value.chars().any(char::is_control) {
+        Ok(PathBuf::from(value))
+    } else {
+        Err((
+            format!("{key}={value} is not an absolute path"),
+            format!("write the folder's full path, starting with /, e.g. {key}={example}"),
+        ))
+    }
+}
+
+/// A comma list of mail addresses or local user names.
+pub(crate) fn mail_list(key: &str, value: &str) -> Result<String, Problem> {
+    let ok = value.split(',').map(str::trim).all(|a| {
+        !a.is_empty()
+            && !a.starts_with('-')
+            && !has_space_or_control(a)
+            && a.split('@').count() <= 2
+            && !a.starts_with('@')
+            && !a.ends_with('@')
+    });
+    if ok {
+        Ok(value.to_string())
+    } else {
+        Err((
+            format!("{key}={value} is not a list of mail addresses"),
+            format!("write addresses separated by commas, e.g. {key}=mirror-admins@example.org"),
+        ))
+    }
+}
+
+fn smtp_relay(value: &str) -> Result<String, Problem> {
+    let bad = || {
+        (
+            format!("smtp={value} is not host[:port]"),
+            "write the relay's name and, if not 25, its port, e.g. smtp=mail.example.org:587"
+                .into(),
+        )
+    };
+    let (host, port) = split_host_port(value).ok_or_else(bad)?;
+    if !valid_host(host) || port.is_some_and(|p| p == 0) {
+        return Err(bad());
+    }
+    Ok(value.to_string())
+}
+
+/// `host`, `host:port`, `[v6]`, `[v6]:port`, or a bare IPv6 address.
+/// `None` when the port is not a number.
+pub(crate) fn split_host_port(value: &str) -> Option<(&str, Option<u16>)> {
+    if let Some(rest) = value.strip_prefix('[') {
+        let (host, after) = rest.split_once(']')?;
+        host.parse::<std::net::Ipv6Addr>().ok()?;
+        return match after {
+            "" => Some((host, None)),
+            _ => Some((host, Some(after.strip_prefix(':')?.parse().ok()?))),
+        };
+    }
+    if value.parse::<std::net::Ipv6Addr>().is_ok() {
+        return Some((value, None));
+    }
+    match value.rsplit_once(':') {
+        Some((host, port)) => Some((host, Some(port.parse().ok()?))),
+        None => Some((value, None)),
+    }
+}
+
+/// A host name or IP address that is safe on a command line.
+pub(crate) fn valid_host(host: &str) -> bool {
+    !host.is_empty()
+        && !host.starts_with('-')
+        && (host.parse::<IpAddr>().is_ok()
+            || host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')))
+}
+
+// ---------------------------------------------------------------------------------
+// The line syntax shared with repository files.
+
+/// One physical line: its 1-based number, its text without the line end, and the
+/// byte offset just after its line end (where the next line starts).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RawLine<'a> {
+    pub number: usize,
+    pub text: &'a str,
+    pub end: usize,
+}
+
+pub(crate) fn raw_lines(text: &str) -> impl Iterator<Item = RawLine<'_>> {
+    let mut offset = 0;
+    text.split_inclusive('\n')
+        .enumerate()
+        .map(move |(i, piece)| {
+            let start = offset;
+            offset += piece.len();
+            let mut line = piece.strip_suffix('\n').unwrap_or(piece);
+            line = line.strip_suffix('\r').unwrap_or(line);
+            if start == 0 {
+                line = line.strip_prefix('\u{feff}').unwrap_or(line);
+            }
+            RawLine {
+                number: i + 1,
+                text: line,
+                end: offset,
+            }
+        })
+}
+
+#[derive(Debug, PartialEq)]
+pub(crate) enum Parsed<'a> {
+    Blank,
+    Pair { key: &'a str, value: String },
+    Malformed,
+}
+
+/// Classify one line: blank or comment, `key=value`, or something else.
+pub(crate) fn parse_line(line: &str) -> Parsed<'_> {
+    let trimmed = line.trim();
+    if trimmed.is_empty() || trimmed.starts_with('#') {
+        return Parsed::Blank;
+    }
+    let Some((key, value)) = trimmed.split_once('=') else {
+        return Parsed::Malformed;
+    };
+    let key = key.trim();
+    if key.is_empty() {
+        return Parsed::Malformed;
+    }
+    Parsed::Pair {
+        key,
+        value: clean_value(value),
+    }
+}
+
+/// Trim, drop a trailing ` # comment`, and drop one pair of matching outer quotes.
+fn clean_value(value: &str) -> String {
+    let mut value = value.trim();
+    let bytes = value.as_bytes();
+    if let Some(i) =
+        (1..bytes.len()).find(|&i| bytes[i] == b'#' && (bytes[i - 1] as char).is_ascii_whitespace())
+    {
+        value = value[..i].trim_end();
+    }
+    for q in ['"', '\''] {
+        if value.len() >= 2 && value.starts_with(q) && value.ends_with(q) {
+            value = &value[1..value.len() - 1];
+            break;
+        }
+    }
+    value.to_string()
+}
+
+/// The line on which `key` is last set in `text` (0 if it is not).
+pub(crate) fn key_line(text: &str, key: &str) -> usize {
+    raw_lines(text)
+        .filter(|l| matches!(parse_line(l.text), Parsed::Pair { key: k, .. } if k == key))
+        .map(|l| l.number)
+        .last()
+        .unwrap_or(0)
+}
+
+/// Keys that belong in the other kind of file, and what to say about them.
+pub(crate) struct OtherFile {
+    pub keys: &'static [&'static str],
+    pub advice: &'static str,
+}
+
+pub(crate) fn malformed(path: &Path, line: &RawLine, example: &str) -> Diagnostic {
+    let shown: String = line.text.trim().chars().take(60).collect();
+    Diagnostic::error(
+        path,
+        line.number,
+        format!("`{shown}` is not a key=value line"),
+        format!(
+            "write key=value (e.g. {example}), or put # in front of the line to make it a comment"
+        ),
+    )
+}
+
+pub(crate) fn unknown_key(
+    path: &Path,
+    line: usize,
+    key: &str,
+    value: &str,
+    known: &[&str],
+    other: &OtherFile,
+) -> Diagnostic {
+    if other.keys.contains(&key) {
+        return Diagnostic::warning(
+            path,
+            line,
+            format!("`{key}` {}; it is ignored here", other.advice),
+            format!("delete the line here and write {key}={value} in the right file"),
+        );
+    }
+    match suggest(key, known) {
+        Some(s) => Diagnostic::warning(
+            path,
+            line,
+            format!("unknown key `{key}` (ignored); did you mean `{s}`?"),
+            format!("write {s}={value}"),
+        ),
+        None => Diagnostic::warning(
+            path,
+            line,
+            format!("unknown key `{key}` (ignored)"),
+            format!(
+                "delete the line, or use one of the known keys: {}",
+                known.join(", ")
+            ),
+        ),
+    }
+}
+
+pub(crate) fn duplicate(path: &Path, line: usize, key: &str, previous: usize) -> Diagnostic {
+    Diagnostic::warning(
+        path,
+        line,
+        format!("`{key}` is set again (also on line {previous}); this last value is used"),
+        format!("delete one of the two {key}= lines (line {previous} or {line})"),
+    )
+}
+
+pub(crate) fn empty_value(path: &Path, line: usize, key: &str) -> Diagnostic {
+    Diagnostic::warning(
+        path,
+        line,
+        format!("`{key}=` has no value; the line is ignored"),
+        format!("write a value after {key}=, or delete the line"),
+    )
+}
+
+/// The known key closest to `key`, if it is within edit distance 2 (case counts as
+/// a difference, but `SYNCPS` still finds `syncps`); a key that is the start of a
+/// known one (`webhook` → `webhookurl`) is closest of all.
+pub(crate) fn suggest<'a>(key: &str, known: &[&'a str]) -> Option<&'a str> {
+    let lower = key.to_lowercase();
+    known
+        .iter()
+        .map(|k| {
+            let prefix = lower.len() >= 4 && k.starts_with(lower.as_str());
+            let d = if prefix {
+                0
+            } else {
+                edit_distance(key, k).min(edit_distance(&lower, k))
+            };
+            (d, *k)
+        })
+        .filter(|(d, _)| *d <= 2)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+/// Levenshtein distance over characters.
+pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diag = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = if ca == *cb {
+                diag
+            } else {
+                1 + diag.min(above).min(row[j])
+            };
+            diag = above;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manager::diag::Severity;
+
+    fn p(text: &str) -> (Global, Vec<Diagnostic>) {
+        parse(Path::new("/h/xync.conf"), text)
+    }
+
+    fn only(diags: &[Diagnostic]) -> &Diagnostic {
+        assert_eq!(diags.len(), 1, "{diags:#?}");
+        &diags[0]
+    }
+
+    #[test]
+    fn empty_and_comments_give_defaults() {
+        let (g, d) = p("# comment\n\n   # indented comment\n\r\n");
+        assert!(d.is_empty(), "{d:?}");
+        assert_eq!(g, Global::default());
+    }
+
+    #[test]
+    fn every_key_is_read() {
+        let text = "\u{feff}syncps = 4\r\nipadd=192.0.2.1, 2001:db8::1,10.0.0.2\nintra=yes\nlogdir=1\n\
+            logtime=TRUE\npass-error-temp=true\nwebhookurl=https://hooks.slack.com/x\n\
+            status=/var/www/status\nwebroot=/srv/www\napi=http://127.0.0.1:9/list\n\
+            mailto=a@example.org,root\nsmtp=mail.example.org:587\nmaxtime=6\nmax-delete=100\n\
+            retries=5\ntimeout=300 # seconds\ncontimeout='30'\ndtp-listen=0.0.0.0:47921\n\
+            dtp-connections=50\n";
+        let (g, d) = p(text);
+        assert!(d.is_empty(), "{d:#?}");
+        assert_eq!(g.syncps, 4);
+        assert_eq!(g.ipadd, ["192.0.2.1", "2001:db8::1", "10.0.0.2"]);
+        assert!(g.intra && g.logdir && g.logtime && g.pass_error_temp);
+        assert_eq!(g.webhookurl.as_deref(), Some("https://hooks.slack.com/x"));
+        assert_eq!(g.status, Some(PathBuf::from("/var/www/status")));
+        assert_eq!(g.webroot, Some(PathBuf::from("/srv/www")));
+        assert_eq!(g.api.as_deref(), Some("http://127.0.0.1:9/list"));
+        assert_eq!(g.mailto.as_deref(), Some("a@example.org,root"));
+        assert_eq!(g.smtp.as_deref(), Some("mail.example.org:587"));
+        assert_eq!(g.maxtime, Duration::from_secs(6 * 3600));
+        assert_eq!(
+            (g.max_delete, g.retries, g.timeout, g.contimeout),
+            (100, 5, 300, 30)
+        );
+    }
+
+    #[test]
+    fn bad_values_are_errors_with_line_and_fix_and_keep_defaults() {
+        let text = "syncps=0\ncontimeout=abc\nintra=maybe\nipadd=1.2.3.4,nope\nwebhookurl=hooks.slack.com/x\n\
+                    status=relative/dir\napi=ftp://x\nsmtp=mail example\nmaxtime=169\nretries=11\n\
+                    max-delete=-1\ntimeout=10s\nmailto=-oQ/tmp\ndtp-listen=everywhere\n";
+        let (g, d) = p(text);
+        assert_eq!(d.len(), 14, "{d:#?}");
+        assert!(d.iter().all(|d| d.is_error()), "{d:#?}");
+        for (i, d) in d.iter().enumerate() {
+            assert_eq!(d.line, i + 1, "{d}");
+            assert!(!d.fix.is_empty(), "{d}");
+        }
+        assert!(d[0].message.contains("out of range"), "{}", d[0]);
+        assert_eq!(
+            d[0].fix,
+            "write a whole number from 1 to 100, e.g. syncps=4"
+        );
+        assert!(
+            d[2].message.contains("true, false, yes, no, 1, 0"),
+            "{}",
+            d[2]
+        );
+        assert_eq!(d[2].fix, "write intra=true or intra=false");
+        assert!(d[3].message.contains("`nope`"), "{}", d[3]);
+        assert!(d[5].fix.contains("starting with /"), "{}", d[5]);
+        assert_eq!(g, Global::default());
+    }
+
+    #[test]
+    fn unknown_keys_warn_with_suggestion() {
+        let (_, d) =
+            p("syncp=3\nSyncps=3\npass_error_temp=true\ncompletely-unrelated=1\nsave=/x\n");
+        assert_eq!(d.len(), 5);
+        assert!(d.iter().all(|d| d.severity == Severity::Warning));
+        assert!(d[0].message.contains("did you mean `syncps`"), "{}", d[0]);
+        assert_eq!(d[0].fix, "write syncps=3");
+        assert_eq!(d[1].fix, "write syncps=3");
+        assert_eq!(d[2].fix, "write pass-error-temp=true");
+        assert!(!d[3].message.contains("did you mean"));
+        assert!(d[3].fix.contains("known keys: syncps"), "{}", d[3].fix);
+        assert!(d[4].message.contains("repository setting"), "{}", d[4]);
+    }
+
+    #[test]
+    fn duplicates_warn_and_last_wins() {
+        let (g, d) = p("syncps=2\n\nsyncps=5\n");
+        let d = only(&d);
+        assert_eq!((d.severity, d.line), (Severity::Warning, 3));
+        assert!(d.message.contains("line 1"), "{d}");
+        assert_eq!(g.syncps, 5);
+    }
+
+    #[test]
+    fn rokfoss_sync_is_accepted_with_a_warning() {
+        let (_, d) = p("rokfoss-sync=true\n");
+        let d = only(&d);
+        assert_eq!(d.severity, Severity::Warning);
+        assert!(d.message.contains("no effect"), "{d}");
+        let (_, d) = p("rokfoss-sync=perhaps\n");
+        assert!(only(&d).is_error());
+    }
+
+    #[test]
+    fn malformed_and_empty_lines() {
+        let (_, d) = p("just words\n=value\nsyncps=\n");
+        assert_eq!(d.len(), 3, "{d:#?}");
+        assert!(d[0].is_error() && d[1].is_error());
+        assert!(d[0].fix.contains("key=value"), "{}", d[0]);
+        assert_eq!(d[2].severity, Severity::Warning);
+        assert_eq!(d[2].line, 3);
+    }
+
+    #[test]
+    fn values_keep_hashes_without_space_and_lose_quotes() {
+        assert_eq!(clean_value(" https://x/#frag "), "https://x/#frag");
+        assert_eq!(clean_value("a # b"), "a");
+        assert_eq!(clean_value("\"/srv/x\""), "/srv/x");
+        assert_eq!(clean_value("\"unbalanced"), "\"unbalanced");
+    }
+
+    #[test]
+    fn raw_lines_track_offsets() {
+        let text = "a=1\r\nb=2\nc";
+        let lines: Vec<_> = raw_lines(text).collect();
+        assert_eq!(lines.len(), 3);
+        assert_eq!((lines[0].text, lines[0].end), ("a=1", 5));
+        assert_eq!((lines[1].number, &text[lines[1].end..]), (2, "c"));
+        assert_eq!(key_line(text, "b"), 2);
+        assert_eq!(key_line(text, "z"), 0);
+    }
+
+    #[test]
+    fn edit_distances() {
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(suggest("retry", KEYS), None);
+        assert_eq!(suggest("retires", KEYS), Some("retries"));
+        assert_eq!(suggest("webhook", KEYS), Some("webhookurl"));
+        assert_eq!(suggest("webroo", KEYS), Some("webroot"));
+        assert_eq!(suggest("zzz", KEYS), None);
+        assert_eq!(suggest("webhookur", KEYS), Some("webhookurl"));
+    }
+
+    #[test]
+    fn host_port_forms() {
+        assert_eq!(split_host_port("h:25"), Some(("h", Some(25))));
+        assert_eq!(split_host_port("[::1]:25"), Some(("::1", Some(25))));
+        assert_eq!(split_host_port("::1"), Some(("::1", None)));
+        assert_eq!(split_host_port("h:x"), None);
+        assert!(!valid_host("-oProxy"));
+        assert!(!valid_host("a b"));
+    }
+
+    #[test]
+    fn missing_file_is_defaults() {
+        let (g, d) = load(Path::new("/nonexistent/dsync/xync.conf"));
+        assert!(d.is_empty());
+        assert_eq!(g, Global::default());
+    }
 }

@@ -18,6 +18,7 @@
 
 pub mod apt;
 pub mod archive;
+pub mod http;
 pub mod rsyncd;
 
 use std::net::{TcpListener, ToSocketAddrs};

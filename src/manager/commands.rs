@@ -1,0 +1,280 @@
+//! The `dsync` command line of the repository layer: `dsync`, `-sync NAME`,
+//! `-nolog`, `-force`, `-emoff`, `-cleanlog`, `-test`, `-setup`, `-example`,
+//! all with an optional `-home DIR`. Options take one dash, as the reference
+//! tool's do; two dashes are accepted too.
+
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use super::home::Home;
+use super::scheduler::{self, Selection};
+use super::{check, emoff, logs, worker};
+use crate::exit;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Action {
+    Run,
+    Emoff,
+    Cleanlog,
+    Test,
+    Setup,
+    Example,
+    Worker {
+        name: String,
+        address: Option<String>,
+    },
+}
+
+#[derive(Debug, Default)]
+struct Options {
+    home: Option<PathBuf>,
+    selection: Selection,
+    nolog: bool,
+    offline: bool,
+    setup: SetupAnswers,
+}
+
+/// `-setup` answers given on the command line (the non-interactive form).
+#[derive(Debug, Default, Clone)]
+struct SetupAnswers {
+    repo: Option<String>,
+    save: Option<String>,
+    src: Option<String>,
+    timeset: Option<String>,
+}
+
+/// Run the `dsync` command line (everything after the program name).
+pub fn main(args: &[String]) -> u8 {
+    let (action, options) = match parse(args) {
+        Ok(parsed) => parsed,
+        Err(message) => {
+            eprintln!("dsync: {message}; see dsync -h");
+            return exit::USAGE;
+        }
+    };
+    let home = Home::locate(options.home.as_deref());
+    match action {
+        Action::Run if options.nolog => detach(&home, args),
+        Action::Run => scheduler::run(&home, &options.selection),
+        Action::Emoff => emoff::run(&home),
+        Action::Cleanlog => cleanlog(&home),
+        Action::Test => test(&home, options.offline),
+        Action::Setup => setup(&home, &options.setup, options.selection.force),
+        Action::Example => {
+            print!("{}", super::samples::all());
+            exit::OK
+        }
+        Action::Worker { name, address } => worker::main(&home, &name, address.as_deref()),
+    }
+}
+
+fn parse(args: &[String]) -> Result<(Action, Options), String> {
+    let mut action = Action::Run;
+    let mut options = Options::default();
+    let mut words = args.iter();
+    while let Some(word) = words.next() {
+        let flag = word
+            .strip_prefix('-')
+            .map(|w| w.strip_prefix('-').unwrap_or(w));
+        let mut value = |what: &str| {
+            words
+                .next()
+                .cloned()
+                .ok_or_else(|| format!("{word} needs {what}"))
+        };
+        match flag {
+            Some("home") => options.home = Some(PathBuf::from(value("a folder")?)),
+            Some("sync") => options.selection.only = Some(value("a repository name")?),
+            Some("force") => options.selection.force = true,
+            Some("nolog") => options.nolog = true,
+            Some("offline") => options.offline = true,
+            Some("emoff") => action = Action::Emoff,
+            Some("cleanlog") => action = Action::Cleanlog,
+            Some("test") => action = Action::Test,
+            Some("setup") => action = Action::Setup,
+            Some("example") => action = Action::Example,
+            Some("repo") => options.setup.repo = Some(value("a repository name")?),
+            Some("save") => options.setup.save = Some(value("a folder")?),
+            Some("src") => options.setup.src = Some(value("an rsync:// URL")?),
+            Some("timeset") => options.setup.timeset = Some(value("hours like 00,12")?),
+            None if word == "__worker" => {
+                let name = words
+                    .next()
+                    .cloned()
+                    .ok_or("__worker needs a repository name")?;
+                let address = words.next().cloned();
+                return Ok((Action::Worker { name, address }, options));
+            }
+            _ => return Err(format!("unknown option {word}")),
+        }
+    }
+    Ok((action, options))
+}
+
+/// `-nolog`: the same run, in a new session in the background, output to
+/// `logs/dsync.log`, so the terminal may close.
+fn detach(home: &Home, args: &[String]) -> u8 {
+    let log_path = home.logs_dir().join("dsync.log");
+    let started = std::fs::create_dir_all(home.logs_dir())
+        .and_then(|()| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log_path)
+        })
+        .and_then(|log| {
+            let mut cmd = Command::new(std::env::current_exe()?);
+            cmd.args(
+                args.iter()
+                    .filter(|a| !matches!(a.as_str(), "-nolog" | "--nolog")),
+            )
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+            // SAFETY: setsid is async-signal-safe; it detaches from the terminal.
+            unsafe {
+                std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+                    libc::setsid();
+                    Ok(())
+                });
+            }
+            cmd.spawn()
+        });
+    match started {
+        Ok(child) => {
+            println!(
+                "dsync: running in the background as pid {}; log: {}",
+                child.id(),
+                log_path.display()
+            );
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("dsync: cannot start in the background: {e}");
+            exit::FAILURE
+        }
+    }
+}
+
+fn cleanlog(home: &Home) -> u8 {
+    match logs::clean(&home.logs_dir(), logs::MAX_AGE) {
+        Ok(n) => {
+            println!(
+                "dsync: deleted {n} log files older than 7 days from {}",
+                home.logs_dir().display()
+            );
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("dsync: cannot clean {}: {e}", home.logs_dir().display());
+            exit::FAILURE
+        }
+    }
+}
+
+/// `-test`: create the home if needed, then check everything.
+fn test(home: &Home, offline: bool) -> u8 {
+    match home.ensure() {
+        Ok(true) => println!(
+            "dsync: created {} with a commented xync.conf",
+            home.root.display()
+        ),
+        Ok(false) => {}
+        Err(e) => {
+            eprintln!("dsync: cannot create {}: {e}", home.root.display());
+            return exit::FAILURE;
+        }
+    }
+    let diags = check::check_all(home, !offline);
+    print!("{}", check::render(&diags));
+    if diags.iter().any(|d| d.is_error()) {
+        exit::CONFIG
+    } else {
+        exit::OK
+    }
+}
+
+/// `-setup`: write a repository file from answers given as options, or asked
+/// for on the terminal.
+fn setup(home: &Home, given: &SetupAnswers, overwrite: bool) -> u8 {
+    if let Err(e) = home.ensure() {
+        eprintln!("dsync: cannot create {}: {e}", home.root.display());
+        return exit::FAILURE;
+    }
+    let answers = match complete(given) {
+        Ok(answers) => answers,
+        Err(message) => {
+            eprintln!("dsync -setup: {message}");
+            return exit::USAGE;
+        }
+    };
+    let (Some(name), Some(save)) = (&answers.repo, &answers.save) else {
+        eprintln!("dsync -setup: a repository name and a save folder are needed");
+        return exit::USAGE;
+    };
+    let path = home.repos_dir().join(format!("{name}.conf"));
+    if path.exists() && !overwrite {
+        eprintln!(
+            "dsync -setup: {} exists; add -force to replace it",
+            path.display()
+        );
+        return exit::FAILURE;
+    }
+    let mut text = format!("# written by dsync -setup\nrepo={name}\nsave={save}\n");
+    if let Some(src) = answers.src.as_ref().filter(|s| !s.is_empty()) {
+        text.push_str(&format!("src={src}\n"));
+    }
+    if let Some(timeset) = answers.timeset.as_ref().filter(|s| !s.is_empty()) {
+        text.push_str(&format!("timeset={timeset}\n"));
+    }
+    let (_, diags) = super::repo::parse(&path, &text);
+    if diags.iter().any(|d| d.is_error()) {
+        print!("{}", check::render(&diags));
+        eprintln!("dsync -setup: nothing written");
+        return exit::CONFIG;
+    }
+    if let Err(e) = std::fs::write(&path, text) {
+        eprintln!("dsync -setup: cannot write {}: {e}", path.display());
+        return exit::FAILURE;
+    }
+    println!(
+        "dsync -setup: wrote {}; check it with: dsync -test",
+        path.display()
+    );
+    exit::OK
+}
+
+/// Ask for what the options did not give, when stdin is a terminal or a pipe
+/// with answers; each answer is one line.
+fn complete(given: &SetupAnswers) -> Result<SetupAnswers, String> {
+    let mut answers = given.clone();
+    if answers.repo.is_some() && answers.save.is_some() {
+        return Ok(answers);
+    }
+    let stdin = std::io::stdin();
+    let mut lines = stdin.lock().lines();
+    let mut ask = |question: &str| -> Result<String, String> {
+        print!("{question}: ");
+        let _ = std::io::stdout().flush();
+        match lines.next() {
+            Some(Ok(line)) => Ok(line.trim().to_string()),
+            _ => Err("no answer on standard input; give -repo NAME -save DIR instead".into()),
+        }
+    };
+    if answers.repo.is_none() {
+        answers.repo = Some(ask("repository name (e.g. kali)")?);
+    }
+    if answers.save.is_none() {
+        answers.save = Some(ask("mirror folder, absolute (save=)")?);
+    }
+    if answers.src.is_none() {
+        answers.src = Some(ask(
+            "upstream rsync:// URL (empty: look the name up in the catalog)",
+        )?);
+    }
+    if answers.timeset.is_none() {
+        answers.timeset = Some(ask("hours to sync, e.g. 00,06,12,18 (empty: every run)")?);
+    }
+    Ok(answers)
+}

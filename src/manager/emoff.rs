@@ -1,0 +1,126 @@
+//! `-emoff`: emergency stop of every running sync of this home.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use super::home::Home;
+use super::repo;
+use super::scheduler::is_scheduler_pid_file;
+use super::status::{JobInfo, State};
+use super::worker::{self, EMOFF_MARKER};
+use super::xync;
+use crate::exit;
+use crate::process::{GRACE, signal_group};
+
+/// Stop schedulers first (so they start nothing new), then every worker's
+/// process group; leave a marker in each stopped repository's folder.
+///
+/// Every pid file is read before anything is signalled: a stopped scheduler
+/// passes the signal on to its workers, which then remove their own pid files.
+pub fn run(home: &Home) -> u8 {
+    let Ok(entries) = std::fs::read_dir(home.run_dir()) else {
+        println!("dsync -emoff: nothing is running");
+        return exit::OK;
+    };
+    let mut running: Vec<(std::path::PathBuf, i32)> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "pid"))
+        .filter_map(|p| read_pid(&p).map(|pid| (p, pid)))
+        .collect();
+    running.sort_by_key(|(p, _)| !is_scheduler_pid_file(p));
+    let (global, _) = xync::load(&home.xync_conf());
+    let (repos, _) = repo::load_all(&home.repos_dir());
+    let mut stopped = 0;
+    running.retain(|(path, pid)| {
+        let alive = is_dsync(*pid);
+        if !alive {
+            let _ = std::fs::remove_file(path);
+        }
+        alive
+    });
+    for (path, pid) in &running {
+        let pid = *pid;
+        stop_group(pid);
+        stopped += 1;
+        if is_scheduler_pid_file(path) {
+            println!("dsync -emoff: stopped the scheduler (pid {pid})");
+            continue;
+        }
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        println!("dsync -emoff: stopped the sync of {name} (pid {pid})");
+        if let Some(repo) = repos.iter().find(|r| r.name == name) {
+            leave_marker(&repo.save, pid);
+            let info = JobInfo {
+                last_ended: Some(chrono::Utc::now().timestamp()),
+                ..JobInfo::default()
+            };
+            let _ = worker::status_store(home, &global).set(&name, State::Failed, &info);
+        }
+        let _ = std::fs::remove_file(path);
+    }
+    if stopped == 0 {
+        println!("dsync -emoff: nothing is running");
+    }
+    exit::OK
+}
+
+fn read_pid(path: &Path) -> Option<i32> {
+    std::fs::read_to_string(path)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+        .filter(|p| *p > 1)
+}
+
+/// Only ever signal a process that is a dsync (a reused PID must survive).
+fn is_dsync(pid: i32) -> bool {
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
+    let ours = std::env::current_exe().ok();
+    exe.is_some() && exe == ours || String::from_utf8_lossy(&cmdline).contains("dsync")
+}
+
+/// SIGTERM the process (its whole group when it leads one: workers do, a
+/// scheduler started from cron or a shell may not), wait for it to go, then
+/// SIGKILL after the grace period.
+fn stop_group(pid: i32) {
+    // SAFETY: getpgid and kill have no memory-safety preconditions.
+    let leads_group = unsafe { libc::getpgid(pid) } == pid;
+    let signal = |sig| {
+        if leads_group {
+            signal_group(pid, sig);
+        } else {
+            // SAFETY: as above.
+            unsafe { libc::kill(pid, sig) };
+        }
+    };
+    signal(libc::SIGTERM);
+    let deadline = Instant::now() + GRACE;
+    // SAFETY: kill with signal 0 only checks for existence.
+    while Instant::now() < deadline && unsafe { libc::kill(pid, 0) } == 0 && !is_zombie(pid) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    signal(libc::SIGKILL);
+}
+
+fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| rest.starts_with('Z')))
+        .unwrap_or(true)
+}
+
+fn leave_marker(save: &Path, pid: i32) {
+    let text = format!(
+        "sync stopped by dsync -emoff at {} (worker pid {pid}); the next dsync run removes this file\n",
+        chrono::Local::now().format("%Y-%m-%d %H:%M:%S %z")
+    );
+    let _ = std::fs::write(save.join(EMOFF_MARKER), text);
+}

@@ -1,0 +1,415 @@
+//! One repository's sync, run in a process of its own (`dsync __worker NAME`),
+//! so the scheduler can stop it, and everything it started, as one process
+//! group: on `maxtime`, on `-emoff`, or when the scheduler itself is stopped.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::general::{self, Job, Outcome};
+use super::home::Home;
+use super::notify::{self, Event};
+use super::repo::Repo;
+use super::status::{JobInfo, State, StatusStore};
+use super::upstream::{self, Source};
+use super::xync::{self, Global};
+use crate::exit;
+use crate::log::Log;
+
+/// The marker `-emoff` leaves in a stopped repository's folder.
+pub const EMOFF_MARKER: &str = ".dsync-emoff";
+
+/// Entry point of the worker process: `dsync -home H __worker NAME [ADDRESS]`.
+pub fn main(home: &Home, name: &str, address: Option<&str>) -> u8 {
+    let (global, _) = xync::load(&home.xync_conf());
+    let (repos, _) = super::repo::load_all(&home.repos_dir());
+    let Some(repo) = repos.into_iter().find(|r| r.name == name) else {
+        eprintln!(
+            "dsync: no repository {name} in {}",
+            home.repos_dir().display()
+        );
+        return exit::CONFIG;
+    };
+    let _lock = match RepoLock::take(home, name) {
+        Ok(Some(lock)) => lock,
+        Ok(None) => {
+            println!("{name}: previous sync still running, skipped");
+            return exit::SKIPPED;
+        }
+        Err(e) => {
+            eprintln!("dsync: {name}: {e}");
+            return exit::FAILURE;
+        }
+    };
+    Worker::new(home, &global, &repo, address).run()
+}
+
+/// The per-repository lock (a `flock` on `run/NAME.lock`) and the pid file
+/// `run/NAME.pid` through which `-emoff` finds the worker.
+struct RepoLock {
+    _file: File,
+    pid_file: PathBuf,
+}
+
+impl RepoLock {
+    fn take(home: &Home, name: &str) -> std::io::Result<Option<RepoLock>> {
+        std::fs::create_dir_all(home.run_dir())?;
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(home.run_dir().join(format!("{name}.lock")))?;
+        // SAFETY: flock on a valid descriptor.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            return Ok(None);
+        }
+        let pid_file = home.run_dir().join(format!("{name}.pid"));
+        std::fs::write(&pid_file, format!("{}\n", std::process::id()))?;
+        Ok(Some(RepoLock {
+            _file: file,
+            pid_file,
+        }))
+    }
+}
+
+impl Drop for RepoLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.pid_file);
+    }
+}
+
+/// Where a repository's log goes: `logs/NAME.log`, `logs/NAME/NAME.log` with
+/// `logdir`, and time-stamped names (`logs-YYYYMMDD-HHMM.log`) with `logtime`.
+pub fn log_path(home: &Home, global: &Global, name: &str) -> PathBuf {
+    let dir = if global.logdir {
+        home.logs_dir().join(name)
+    } else {
+        home.logs_dir()
+    };
+    let stamp = chrono::Local::now().format("%Y%m%d-%H%M");
+    let file = match (global.logdir, global.logtime) {
+        (true, true) => format!("logs-{stamp}.log"),
+        (false, true) => format!("{name}-{stamp}.log"),
+        _ => format!("{name}.log"),
+    };
+    dir.join(file)
+}
+
+struct Worker<'a> {
+    home: &'a Home,
+    global: &'a Global,
+    repo: &'a Repo,
+    address: Option<&'a str>,
+    log: Log,
+    log_path: PathBuf,
+    status: StatusStore,
+    started: i64,
+}
+
+/// How a sync ended: success, or the exit code and what it means.
+type SyncResult = Result<(), (i32, String)>;
+
+impl<'a> Worker<'a> {
+    fn new(home: &'a Home, global: &'a Global, repo: &'a Repo, address: Option<&'a str>) -> Self {
+        let log_path = log_path(home, global, &repo.name);
+        if let Some(dir) = log_path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let log = Log::open(&log_path, "dsync").unwrap_or_else(|_| {
+            Log::open(Path::new("/dev/null"), "dsync").expect("/dev/null opens")
+        });
+        Worker {
+            home,
+            global,
+            repo,
+            address,
+            log,
+            log_path,
+            status: status_store(home, global),
+            started: chrono::Utc::now().timestamp(),
+        }
+    }
+
+    fn run(self) -> u8 {
+        let name = &self.repo.name;
+        self.log.line(&format!("sync of {name} starts"));
+        let upstream = upstream::resolve(self.repo, self.global, self.home);
+        let upstream_text = match &upstream {
+            Ok(Source::Rsync(urls)) => urls.first().cloned().unwrap_or_default(),
+            Ok(Source::Ftpsync) => "ftpsync".to_string(),
+            Ok(Source::Dtp(url)) => url.clone(),
+            Err(_) => String::new(),
+        };
+        self.set_status(State::Syncing, |info| {
+            info.upstream = upstream_text.clone();
+            info.last_started = Some(self.started);
+        });
+        let result = match upstream {
+            Err(diag) => Err((exit::CONFIG as i32, diag.to_string())),
+            Ok(source) => self.with_retries(&source),
+        };
+        self.finish(result)
+    }
+
+    /// Up to `retries` tries; only transient failures are tried again, after a
+    /// growing pause (`DSYNC_RETRY_WAIT` seconds, default 30, times the try).
+    fn with_retries(&self, source: &Source) -> SyncResult {
+        let wait: u64 = std::env::var("DSYNC_RETRY_WAIT")
+            .ok()
+            .and_then(|w| w.parse().ok())
+            .unwrap_or(30);
+        let tries = self.global.retries.max(1);
+        let mut last = Ok(());
+        for attempt in 1..=tries {
+            let (result, transient) = self.sync_once(source);
+            if result.is_ok() || !transient || crate::signals::received().is_some() {
+                return result;
+            }
+            if let Err((code, why)) = &result {
+                self.log
+                    .line(&format!("try {attempt}/{tries} failed ({code}: {why})"));
+            }
+            last = result;
+            if attempt < tries {
+                let pause = Duration::from_secs(wait * u64::from(attempt));
+                self.log
+                    .line(&format!("trying again in {} s", pause.as_secs()));
+                if !sleep_unless_signalled(pause) {
+                    break;
+                }
+            }
+        }
+        last
+    }
+
+    /// One try: the result and whether a failure is worth another try.
+    fn sync_once(&self, source: &Source) -> (SyncResult, bool) {
+        match source {
+            Source::Ftpsync => {
+                let code = self.run_ftpsync();
+                let ok = code == exit::OK as i32;
+                let transient =
+                    code == exit::STAGE1_FAILED as i32 || code == exit::STAGE2_FAILED as i32;
+                let result = if ok {
+                    Ok(())
+                } else {
+                    Err((code, ftpsync_meaning(code)))
+                };
+                (result, transient)
+            }
+            Source::Dtp(url) => (
+                Err((
+                    exit::FAILURE as i32,
+                    format!("DTP ({url}) is not available in this version"),
+                )),
+                false,
+            ),
+            Source::Rsync(urls) => self.run_rsync(urls),
+        }
+    }
+
+    fn run_ftpsync(&self) -> i32 {
+        let Some(block) = &self.repo.ftpsync else {
+            return exit::CONFIG as i32;
+        };
+        let logdir = self.log_path.parent().unwrap_or(&self.home.root);
+        let config = crate::ftpsync::Embedded {
+            name: &self.repo.name,
+            file: &self.repo.file,
+            text: &block.text,
+            first_line: block.first_line,
+            defaults: vec![
+                ("TO", self.repo.save.to_string_lossy().into_owned()),
+                ("LOGDIR", logdir.to_string_lossy().into_owned()),
+            ],
+        };
+        i32::from(crate::ftpsync::run_embedded(&config))
+    }
+
+    /// General mode: each upstream URL in turn until one works.
+    fn run_rsync(&self, urls: &[String]) -> (SyncResult, bool) {
+        let mut outcome = (
+            Err((exit::CONFIG as i32, "no upstream URL".to_string())),
+            false,
+        );
+        for url in urls {
+            let two_stage =
+                general::looks_like_debian(&self.repo.save, url, self.global, self.address);
+            let job = Job {
+                src: url,
+                save: &self.repo.save,
+                address: self.address,
+                global: self.global,
+                two_stage,
+            };
+            outcome = self.run_stages(&job);
+            if outcome.0.is_ok() || !outcome.1 {
+                break;
+            }
+        }
+        outcome
+    }
+
+    fn run_stages(&self, job: &Job<'_>) -> (SyncResult, bool) {
+        if let Err(e) = std::fs::create_dir_all(job.save) {
+            return (
+                Err((
+                    exit::FAILURE as i32,
+                    format!("cannot create {}: {e}", job.save.display()),
+                )),
+                false,
+            );
+        }
+        for (n, argv) in general::stages(job).iter().enumerate() {
+            self.log
+                .line(&format!("stage {}: {}", n + 1, argv.join(" ")));
+            let code = self.run_logged(argv);
+            self.log.line(&format!(
+                "rsync exit code {code}: {}",
+                crate::rsync::meaning(code)
+            ));
+            if crate::signals::received().is_some() {
+                return (Err((code, "stopped by a signal".into())), false);
+            }
+            match general::classify(code, self.global.pass_error_temp) {
+                Outcome::Ok => {}
+                Outcome::Transient => return (Err((code, crate::rsync::meaning(code))), true),
+                Outcome::Failed => return (Err((code, crate::rsync::meaning(code))), false),
+            }
+        }
+        (Ok(()), false)
+    }
+
+    /// Run a command with stdout and stderr appended to the repository's log.
+    fn run_logged(&self, argv: &[String]) -> i32 {
+        let Some((program, args)) = argv.split_first() else {
+            return 1;
+        };
+        let mut cmd = Command::new(program);
+        cmd.args(args).stdin(Stdio::null());
+        if let Ok(out) = self.log.child_output() {
+            let err = out.try_clone().map(Stdio::from).unwrap_or(Stdio::null());
+            cmd.stdout(out).stderr(err);
+        }
+        match crate::process::run(&mut cmd) {
+            Ok(status) => crate::process::shell_status(status),
+            Err(e) => {
+                self.log.line(&format!("cannot run {program}: {e}"));
+                127
+            }
+        }
+    }
+
+    fn set_status(&self, state: State, fill: impl FnOnce(&mut JobInfo)) {
+        let mut info = JobInfo::default();
+        fill(&mut info);
+        if let Err(e) = self.status.set(&self.repo.name, state, &info) {
+            self.log.line(&format!("cannot write status: {e}"));
+        }
+    }
+
+    fn finish(self, result: SyncResult) -> u8 {
+        let ended = chrono::Utc::now().timestamp();
+        let name = &self.repo.name;
+        let (ok, code, message) = match &result {
+            Ok(()) => (true, 0, format!("synced in {} s", ended - self.started)),
+            Err((code, why)) => (false, *code, why.clone()),
+        };
+        let size = if ok { self.mirror_size() } else { None };
+        self.set_status(if ok { State::Success } else { State::Failed }, |info| {
+            info.last_ended = Some(ended);
+            if ok {
+                info.last_update = Some(ended);
+                info.size = size;
+            }
+        });
+        self.log.line(&format!(
+            "sync of {name} {}: {message}",
+            if ok { "done" } else { "FAILED" }
+        ));
+        let event = Event {
+            repo: name.clone(),
+            ok,
+            message,
+            host: crate::host::fqdn(),
+            started: self.started,
+            ended,
+            exit_code: code,
+        };
+        self.notify(&event);
+        println!("{name}: {}", if ok { "success" } else { "failed" });
+        if ok { exit::OK } else { exit::FAILURE }
+    }
+
+    /// Webhook on every result; mail on failures only (as ftpsync's ERRORSONLY).
+    fn notify(&self, event: &Event) {
+        if let Some(url) = &self.global.webhookurl
+            && let Err(e) = notify::webhook(url, event)
+        {
+            self.log.line(&format!("webhook failed: {e}"));
+        }
+        let mailto = self
+            .repo
+            .mailto
+            .clone()
+            .or_else(|| self.global.mailto.clone());
+        if let Some(mailto) = mailto.filter(|_| !event.ok)
+            && let Err(e) = notify::mail(
+                &mailto,
+                self.global.smtp.clone(),
+                event,
+                Some(&self.log_path),
+            )
+        {
+            self.log.line(&format!("mail failed: {e}"));
+        }
+    }
+
+    /// The mirror's size from the last rsync's `--stats` (`Total file size: N bytes`).
+    fn mirror_size(&self) -> Option<u64> {
+        let mut file = File::open(&self.log_path).ok()?;
+        let len = file.metadata().ok()?.len();
+        file.seek(SeekFrom::Start(len.saturating_sub(64 * 1024)))
+            .ok()?;
+        let mut tail = String::new();
+        file.read_to_string(&mut tail).ok()?;
+        tail.lines()
+            .rev()
+            .find_map(|l| l.strip_prefix("Total file size: "))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.replace(',', "").parse().ok())
+    }
+}
+
+/// The status store for this home: `status=DIR` if set, else the home.
+pub fn status_store(home: &Home, global: &Global) -> StatusStore {
+    let json_dir = global.status.clone().unwrap_or_else(|| home.root.clone());
+    StatusStore {
+        dir: global.status.clone(),
+        json: json_dir.join("dsync-jobs.json"),
+    }
+}
+
+fn ftpsync_meaning(code: i32) -> String {
+    match u8::try_from(code) {
+        Ok(exit::STAGE1_FAILED) => "ftpsync stage one failed".into(),
+        Ok(exit::STAGE2_FAILED) => "ftpsync stage two failed".into(),
+        Ok(exit::CONFIG) => "ftpsync configuration error".into(),
+        _ => format!("ftpsync exit code {code}"),
+    }
+}
+
+/// Sleep `total`, returning false early if a termination signal arrives.
+fn sleep_unless_signalled(total: Duration) -> bool {
+    let deadline = Instant::now() + total;
+    while Instant::now() < deadline {
+        if crate::signals::received().is_some() {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100).min(deadline - Instant::now()));
+    }
+    crate::signals::received().is_none()
+}
