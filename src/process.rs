@@ -57,6 +57,11 @@ impl GroupChild {
         self.child.id()
     }
 
+    /// The child's standard output, if it was piped (once).
+    pub fn take_stdout(&mut self) -> Option<std::process::ChildStdout> {
+        self.child.stdout.take()
+    }
+
     /// Wait for the leader to exit, then make sure nothing of its group survives it.
     pub fn wait(&mut self) -> io::Result<ExitStatus> {
         let status = self.child.wait()?;

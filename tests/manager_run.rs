@@ -5,136 +5,12 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use support::archive::{self, ArchiveSpec};
-use support::rsyncd::RsyncDaemon;
+use support::site::{Site, assert_success, script};
 use support::wait_for_what;
-
-/// A dsync home in a temp dir, with upstream trees served by one daemon.
-struct Site {
-    dir: tempfile::TempDir,
-    daemon: Option<RsyncDaemon>,
-}
-
-impl Site {
-    fn new() -> Site {
-        let site = Site {
-            dir: tempfile::tempdir().unwrap(),
-            daemon: None,
-        };
-        std::fs::create_dir_all(site.home().join("repos")).unwrap();
-        std::fs::create_dir_all(site.root().join("up")).unwrap();
-        site
-    }
-
-    fn root(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn home(&self) -> PathBuf {
-        self.root().join("dxync")
-    }
-
-    /// An upstream module `name` with a few files (one of `big` bytes).
-    fn upstream(&self, name: &str, big: usize) -> PathBuf {
-        let dir = self.root().join("up").join(name);
-        std::fs::create_dir_all(dir.join("sub")).unwrap();
-        std::fs::write(dir.join("README"), format!("module {name}\n")).unwrap();
-        std::fs::write(dir.join("sub/file"), "data\n").unwrap();
-        let data: Vec<u8> = (0..big as u32)
-            .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
-            .collect();
-        std::fs::write(dir.join("big.bin"), data).unwrap();
-        dir
-    }
-
-    /// Serve every folder under `up/` as a module on 127.0.0.1.
-    fn serve(&mut self) -> u16 {
-        let mut modules: Vec<(String, PathBuf)> = std::fs::read_dir(self.root().join("up"))
-            .unwrap()
-            .flatten()
-            .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
-            .collect();
-        modules.sort();
-        let refs: Vec<(&str, &Path)> = modules
-            .iter()
-            .map(|(n, p)| (n.as_str(), p.as_path()))
-            .collect();
-        let daemon = RsyncDaemon::start("127.0.0.1", &refs);
-        let port = daemon.port();
-        self.daemon = Some(daemon);
-        port
-    }
-
-    fn xync(&self, text: &str) {
-        std::fs::write(self.home().join("xync.conf"), text).unwrap();
-    }
-
-    fn repo(&self, name: &str, extra: &str) -> PathBuf {
-        let save = self.root().join("mirror").join(name);
-        let text = format!("repo={name}\nsave={}\n{extra}\n", save.display());
-        std::fs::write(self.home().join("repos").join(format!("{name}.conf")), text).unwrap();
-        save
-    }
-
-    fn src(&self, module: &str) -> String {
-        let port = self.daemon.as_ref().expect("serve() first").port();
-        format!("src=rsync://127.0.0.1:{port}/{module}/")
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_dsync"));
-        cmd.arg("-home")
-            .arg(self.home())
-            .args(args)
-            .env("DSYNC_RETRY_WAIT", "1")
-            .env("DSYNC_SENDMAIL", "/bin/true")
-            .env_remove("DSYNC_RSYNC");
-        cmd
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().unwrap()
-    }
-
-    /// An rsync wrapper for `DSYNC_RSYNC` that throttles transfers.
-    fn slow_rsync(&self, kib_per_sec: u32) -> PathBuf {
-        let path = self.root().join("slow-rsync");
-        script(
-            &path,
-            &format!("#!/bin/sh\nexec rsync --bwlimit={kib_per_sec} \"$@\"\n"),
-        );
-        path
-    }
-
-    fn daemon_log(&self) -> String {
-        self.daemon.as_ref().unwrap().log()
-    }
-
-    fn log(&self, name: &str) -> String {
-        std::fs::read_to_string(self.home().join("logs").join(format!("{name}.log")))
-            .unwrap_or_default()
-    }
-}
-
-fn script(path: &Path, text: &str) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, text).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
-}
-
-fn assert_success(out: &Output) {
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "stdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 fn current_hour() -> u32 {
     chrono::Timelike::hour(&chrono::Local::now())
@@ -466,6 +342,7 @@ fn a_pasted_ftpsync_conf_runs_the_ftpsync_engine() {
     archive::write_revision(&up, &ArchiveSpec::default(), 1).unwrap();
     let port = site.serve();
     let save = site.root().join("mirror/debian");
+    std::fs::create_dir_all(&save).unwrap();
     let text = format!(
         "repo=debian\nsave={}\nftpsync=true\nMIRRORNAME=mirror.test\nRSYNC_HOST=127.0.0.1\n\
          RSYNC_PATH=debian\nRSYNC_EXTRA=\"--port={port}\"\nMAILTO=nobody\n",
@@ -567,4 +444,23 @@ fn setup_writes_a_repository_file_that_passes_the_check() {
         &save.display().to_string(),
     ]);
     assert_eq!(again.status.code(), Some(1));
+}
+
+#[test]
+fn logdir_and_logtime_give_each_repository_dated_logs_of_its_own() {
+    let mut site = Site::new();
+    site.upstream("dated", 10);
+    site.serve();
+    site.repo("dated", &site.src("dated"));
+    site.xync("logdir=true\nlogtime=true\n");
+    assert_success(&site.run(&[]));
+    let dir = site.home().join("logs/dated");
+    let names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let dated = regex::Regex::new(r"^logs-\d{8}-\d{4}\.log$").unwrap();
+    assert!(names.iter().any(|n| dated.is_match(n)), "{names:?}");
+    let log = std::fs::read_to_string(dir.join(&names[0])).unwrap();
+    assert!(log.contains("sync of dated done"), "{log}");
 }

@@ -56,6 +56,8 @@ pub fn stages(job: &Job<'_>) -> Vec<Vec<String>> {
         "--no-motd".into(),
         "--stats".into(),
         "--no-human-readable".into(),
+        // Overall progress, which the worker keeps out of the log (see progress.rs).
+        "--info=progress2".into(),
         format!("--timeout={}", g.timeout),
         format!("--contimeout={}", g.contimeout),
         // rsync's --delay-updates folder, upstream's or ours, is never mirrored.

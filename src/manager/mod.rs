@@ -15,6 +15,7 @@ pub mod general;
 pub mod home;
 pub mod logs;
 pub mod notify;
+pub mod progress;
 pub mod repo;
 pub mod samples;
 pub mod schedule;

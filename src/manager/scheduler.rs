@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::home::Home;
 use super::notify::{self, Event};
+use super::progress::{self, Display};
 use super::repo::{self, Repo};
 use super::status::{JobInfo, State};
 use super::worker::{self, EMOFF_MARKER};
@@ -72,13 +73,13 @@ pub fn run(home: &Home, selection: &Selection) -> u8 {
         );
         return if errors { exit::CONFIG } else { exit::OK };
     }
-    if selection.force {
-        for repo in &queue {
-            let _ = std::fs::create_dir_all(&repo.save);
-        }
-    }
+    let (queue, missing) = ready(queue, selection.force);
     let failed = run_queue(home, &global, queue);
-    if failed > 0 { exit::FAILURE } else { exit::OK }
+    if failed + missing > 0 {
+        exit::FAILURE
+    } else {
+        exit::OK
+    }
 }
 
 /// The repositories to sync now, in name order.
@@ -96,8 +97,51 @@ fn select<'a>(repos: &'a [Repo], selection: &Selection) -> Result<Vec<&'a Repo>,
         .collect())
 }
 
+/// A missing mirror folder usually means an unmounted disk: syncing would fill
+/// the root file system. Such repositories are refused unless `-force`, which
+/// creates the folder. Returns the repositories to run and how many were refused.
+fn ready(queue: Vec<&Repo>, force: bool) -> (Vec<&Repo>, usize) {
+    let mut refused = 0;
+    let queue = queue
+        .into_iter()
+        .filter(|repo| {
+            if repo.save.is_dir() {
+                return true;
+            }
+            if force {
+                if let Err(e) = std::fs::create_dir_all(&repo.save) {
+                    eprintln!(
+                        "dsync: {}: cannot create {}: {e}",
+                        repo.name,
+                        repo.save.display()
+                    );
+                    refused += 1;
+                    return false;
+                }
+                println!(
+                    "dsync: {}: created the mirror folder {}",
+                    repo.name,
+                    repo.save.display()
+                );
+                return true;
+            }
+            eprintln!(
+                "dsync: {}: not synced: the mirror folder {} does not exist (a disk not mounted?); \
+                 create it (mkdir -p {}) or run dsync -force",
+                repo.name,
+                repo.save.display(),
+                repo.save.display()
+            );
+            refused += 1;
+            false
+        })
+        .collect();
+    (queue, refused)
+}
+
 /// Run `queue` with at most `syncps` workers at once; returns how many failed.
 fn run_queue(home: &Home, global: &Global, queue: Vec<&Repo>) -> usize {
+    let mut display = Display::new(&home.run_dir());
     let mut waiting = queue.into_iter();
     let mut running: Vec<Running> = Vec::new();
     let mut failed = 0;
@@ -111,11 +155,14 @@ fn run_queue(home: &Home, global: &Global, queue: Vec<&Repo>) -> usize {
                 .then(|| global.ipadd[started % global.ipadd.len()].as_str());
             started += 1;
             match spawn_worker(home, &repo.name, address) {
-                Ok(child) => running.push(Running {
-                    name: repo.name.clone(),
-                    child,
-                    started: Instant::now(),
-                }),
+                Ok(child) => {
+                    display.started(&repo.name, address);
+                    running.push(Running {
+                        name: repo.name.clone(),
+                        child,
+                        started: Instant::now(),
+                    });
+                }
                 Err(e) => {
                     eprintln!("dsync: {}: cannot start its sync: {e}", repo.name);
                     failed += 1;
@@ -125,13 +172,14 @@ fn run_queue(home: &Home, global: &Global, queue: Vec<&Repo>) -> usize {
         if running.is_empty() {
             return failed;
         }
-        failed += reap(home, global, &mut running);
+        display.tick();
+        failed += reap(home, global, &mut running, &mut display);
         std::thread::sleep(Duration::from_millis(50));
     }
 }
 
 /// Collect finished workers and stop those over `maxtime`; returns new failures.
-fn reap(home: &Home, global: &Global, running: &mut Vec<Running>) -> usize {
+fn reap(home: &Home, global: &Global, running: &mut Vec<Running>, display: &mut Display) -> usize {
     let mut failed = 0;
     let mut i = 0;
     while i < running.len() {
@@ -141,22 +189,44 @@ fn reap(home: &Home, global: &Global, running: &mut Vec<Running>) -> usize {
             Ok(None) if job.started.elapsed() > global.maxtime => {
                 let _ = job.child.terminate();
                 timed_out(home, global, &job.name);
-                Some(i32::from(exit::FAILURE))
+                Some(TIMED_OUT)
             }
             Ok(None) => None,
             Err(_) => Some(i32::from(exit::FAILURE)),
         };
-        match status {
-            None => i += 1,
-            Some(code) => {
-                if code != i32::from(exit::OK) && code != i32::from(exit::SKIPPED) {
-                    failed += 1;
-                }
-                running.remove(i);
-            }
-        }
+        let Some(code) = status else {
+            i += 1;
+            continue;
+        };
+        let ok = code == i32::from(exit::OK) || code == i32::from(exit::SKIPPED);
+        failed += usize::from(!ok);
+        let _ = std::fs::remove_file(progress::file(&home.run_dir(), &job.name));
+        display.finished(&job.name, &result_line(home, &job.name, code, job.started));
+        running.remove(i);
     }
     failed
+}
+
+/// Marks a worker the scheduler stopped at `maxtime`.
+const TIMED_OUT: i32 = -1;
+
+/// What one sync's end looks like on the terminal and in cron mail.
+fn result_line(home: &Home, name: &str, code: i32, started: Instant) -> String {
+    let secs = started.elapsed().as_secs();
+    let logs = home.logs_dir();
+    match u8::try_from(code) {
+        Ok(exit::OK) => format!("{name}: success ({secs} s)"),
+        Ok(exit::SKIPPED) => format!("{name}: previous sync still running, skipped"),
+        Ok(exit::CONFIG) => format!(
+            "{name}: failed: configuration error; see dsync -test and {}",
+            logs.display()
+        ),
+        _ if code == TIMED_OUT => format!("{name}: failed: stopped at the maxtime limit"),
+        _ => format!(
+            "{name}: failed (exit {code}) after {secs} s; see its log in {}",
+            logs.display()
+        ),
+    }
 }
 
 fn spawn_worker(home: &Home, name: &str, address: Option<&str>) -> std::io::Result<GroupChild> {

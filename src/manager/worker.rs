@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use super::general::{self, Job, Outcome};
 use super::home::Home;
 use super::notify::{self, Event};
+use super::progress;
 use super::repo::Repo;
 use super::status::{JobInfo, State, StatusStore};
 use super::upstream::{self, Source};
@@ -36,7 +37,7 @@ pub fn main(home: &Home, name: &str, address: Option<&str>) -> u8 {
     let _lock = match RepoLock::take(home, name) {
         Ok(Some(lock)) => lock,
         Ok(None) => {
-            println!("{name}: previous sync still running, skipped");
+            eprintln!("dsync: {name}: previous sync still running, skipped");
             return exit::SKIPPED;
         }
         Err(e) => {
@@ -283,21 +284,43 @@ impl<'a> Worker<'a> {
         (Ok(()), false)
     }
 
-    /// Run a command with stdout and stderr appended to the repository's log.
+    /// Run rsync with stderr appended to the repository's log, and stdout too
+    /// but for its progress lines, which go to `run/NAME.progress`.
     fn run_logged(&self, argv: &[String]) -> i32 {
         let Some((program, args)) = argv.split_first() else {
             return 1;
         };
         let mut cmd = Command::new(program);
-        cmd.args(args).stdin(Stdio::null());
-        if let Ok(out) = self.log.child_output() {
-            let err = out.try_clone().map(Stdio::from).unwrap_or(Stdio::null());
-            cmd.stdout(out).stderr(err);
+        cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped());
+        let log = self.log.child_output();
+        if let Some(err) = log.as_ref().ok().and_then(|f| f.try_clone().ok()) {
+            cmd.stderr(err);
         }
-        match crate::process::run(&mut cmd) {
-            Ok(status) => crate::process::shell_status(status),
+        let mut child = match crate::process::spawn(&mut cmd) {
+            Ok(child) => child,
             Err(e) => {
                 self.log.line(&format!("cannot run {program}: {e}"));
+                return 127;
+            }
+        };
+        let progress_file = progress::file(&self.home.run_dir(), &self.repo.name);
+        let copier = child.take_stdout().map(|stdout| {
+            let log: Box<dyn std::io::Write + Send> = match log {
+                Ok(file) => Box::new(file),
+                Err(_) => Box::new(std::io::sink()),
+            };
+            std::thread::spawn(move || progress::split_output(stdout, log, &progress_file))
+        });
+        let status = child.wait();
+        if let Some(copier) = copier
+            && let Ok(Err(e)) = copier.join()
+        {
+            self.log.line(&format!("cannot copy rsync's output: {e}"));
+        }
+        match status {
+            Ok(status) => crate::process::shell_status(status),
+            Err(e) => {
+                self.log.line(&format!("lost {program}: {e}"));
                 127
             }
         }
@@ -312,6 +335,7 @@ impl<'a> Worker<'a> {
     }
 
     fn finish(self, result: SyncResult) -> u8 {
+        let _ = std::fs::remove_file(progress::file(&self.home.run_dir(), &self.repo.name));
         let ended = chrono::Utc::now().timestamp();
         let name = &self.repo.name;
         let (ok, code, message) = match &result {
@@ -339,8 +363,14 @@ impl<'a> Worker<'a> {
             ended,
             exit_code: code,
         };
-        self.notify(&event);
-        println!("{name}: {}", if ok { "success" } else { "failed" });
+        if crate::signals::received().is_some() {
+            // Stopped by -emoff (the operator's own act) or by the scheduler at
+            // maxtime, which sends that alert itself: no second alert.
+            self.log
+                .line("stopped by a signal: no alert from the worker");
+        } else {
+            self.notify(&event);
+        }
         if ok { exit::OK } else { exit::FAILURE }
     }
 

@@ -221,10 +221,7 @@ fn apply(g: &mut Global, key: &str, value: &str) -> Result<Option<Problem>, Prob
         "api" => g.api = Some(http_url(key, value, "https://api.example.org/repos.json")?),
         "mailto" => g.mailto = Some(mail_list(key, value)?),
         "smtp" => g.smtp = Some(smtp_relay(value)?),
-        "maxtime" => {
-            let hours = number_in(key, value, 1, 168, "12")?;
-            g.maxtime = Duration::from_secs(hours * 3600);
-        }
+        "maxtime" => g.maxtime = duration_limit(key, value)?,
         "max-delete" => g.max_delete = number_in(key, value, 0, u64::MAX, "40000")?,
         "retries" => g.retries = number_in(key, value, 1, 10, "3")? as u32,
         "timeout" => g.timeout = number_in(key, value, 0, u64::MAX, "600")?,
@@ -260,6 +257,29 @@ fn number_in(key: &str, value: &str, min: u64, max: u64, example: &str) -> Resul
         Err(_) => Err((
             format!("{key}={value} is not a number"),
             format!("write {range} (digits only, no unit), e.g. {key}={example}"),
+        )),
+    }
+}
+
+/// `maxtime`: hours (a plain number, 1-168), or with a unit: `90s`, `30m`, `6h`;
+/// at least 1 second, at most a week.
+fn duration_limit(key: &str, value: &str) -> Result<Duration, Problem> {
+    let (digits, unit) = match value.char_indices().last() {
+        Some((i, 's')) => (&value[..i], 1),
+        Some((i, 'm')) => (&value[..i], 60),
+        Some((i, 'h')) => (&value[..i], 3600),
+        _ => {
+            return Ok(Duration::from_secs(
+                number_in(key, value, 1, 168, "12")? * 3600,
+            ));
+        }
+    };
+    let week = 168 * 3600;
+    match digits.parse::<u64>() {
+        Ok(n) if n >= 1 && n.saturating_mul(unit) <= week => Ok(Duration::from_secs(n * unit)),
+        _ => Err((
+            format!("{key}={value} is not a time from 1 second to 168 hours"),
+            format!("write hours (e.g. {key}=12), or a number with s, m or h (e.g. {key}=90m)"),
         )),
     }
 }
@@ -660,6 +680,15 @@ mod tests {
         assert_eq!(g.mailto.as_deref(), Some("a@example.org,root"));
         assert_eq!(g.smtp.as_deref(), Some("mail.example.org:587"));
         assert_eq!(g.maxtime, Duration::from_secs(6 * 3600));
+        for (text, secs) in [("90s", 90), ("30m", 1800), ("2h", 7200), ("168h", 604_800)] {
+            assert_eq!(
+                duration_limit("maxtime", text),
+                Ok(Duration::from_secs(secs))
+            );
+        }
+        for bad in ["0s", "169h", "10x", "m", "-5m", "1.5h"] {
+            assert!(duration_limit("maxtime", bad).is_err(), "{bad}");
+        }
         assert_eq!(
             (g.max_delete, g.retries, g.timeout, g.contimeout),
             (100, 5, 300, 30)

@@ -8,6 +8,7 @@
 //!   revisions 1, 2, 3, ... and check that a mirror follows consistently. It is the library's
 //!   `dsync::demo::archive`, re-exported (`dsync demo` serves the same archive).
 //! * [`rsyncd`]: runs a real `rsync --daemon` on a loopback address and a free port.
+//! * [`site`]: a dsync home with upstream modules served by one daemon, and `dsync` run on it.
 //! * [`apt`]: checks a mirror with a real `apt-get update` (private configuration, no root
 //!   needed) plus an in-process check of every hash in every `Release`, `Packages` and
 //!   `Sources`.
@@ -20,6 +21,7 @@ pub mod apt;
 pub mod archive;
 pub mod http;
 pub mod rsyncd;
+pub mod site;
 
 use std::net::{TcpListener, ToSocketAddrs};
 use std::path::Path;
