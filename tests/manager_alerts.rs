@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use support::http::{self, Response};
-use support::site::{Site, assert_success, script};
+use support::site::{Site, assert_no_rsync_into, assert_success, script};
 use support::wait_for_what;
 
 /// A sendmail stand-in that appends each message to `mail.txt` under the site.
@@ -119,15 +119,7 @@ fn maxtime_stops_the_whole_sync_frees_the_lock_and_alerts() {
         "{stdout}"
     );
 
-    let left = Command::new("pgrep")
-        .args(["-f", &format!("{}/", save.display())])
-        .output()
-        .unwrap();
-    assert!(
-        !left.status.success(),
-        "an rsync into {} survived maxtime",
-        save.display()
-    );
+    assert_no_rsync_into(&save);
     assert!(
         !save.join("big.bin").exists(),
         "the big file never completed"

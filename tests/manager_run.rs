@@ -5,11 +5,11 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use support::archive::{self, ArchiveSpec};
-use support::site::{Site, assert_success, script};
+use support::site::{Site, assert_no_rsync_into, assert_success, script};
 use support::wait_for_what;
 
 fn current_hour() -> u32 {
@@ -181,6 +181,12 @@ fn status_files_and_json_follow_a_failing_then_a_passing_run() {
     assert_eq!(job("status"), "success");
     assert!(job("last_update_ts").as_i64().unwrap() > 1_700_000_000);
     assert!(job("upstream").as_str().unwrap().ends_with("/good/"));
+    let next = job("next_schedule_ts").as_i64().unwrap();
+    let now = chrono::Utc::now().timestamp();
+    assert!(
+        next > now && next <= now + 3600,
+        "no timeset: the next hourly run ({next})"
+    );
 }
 
 #[test]
@@ -258,15 +264,7 @@ fn emoff_stops_a_throttled_sync_leaves_a_marker_and_the_next_run_clears_it() {
         unsafe { libc::kill(-worker, 0) } != 0,
         "the worker's group is gone"
     );
-    let rsync_left = Command::new("pgrep")
-        .args(["-f", &format!("{}/", save.display())])
-        .output()
-        .unwrap();
-    assert!(
-        !rsync_left.status.success(),
-        "an rsync into {} survived",
-        save.display()
-    );
+    assert_no_rsync_into(&save);
     assert!(save.join(".dsync-emoff").exists());
     assert_eq!(
         std::fs::read_to_string(status.join("dsync-status/slow")).unwrap(),

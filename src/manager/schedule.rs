@@ -55,9 +55,43 @@ pub fn next_hour(timeset: Option<&[u8]>, hour: u8) -> u8 {
     }
 }
 
+/// When the next hourly run after `now` will sync the repository (Unix seconds):
+/// the start of the next due hour, assuming cron runs dsync every hour.
+pub fn next_run<Tz: chrono::TimeZone>(timeset: Option<&[u8]>, now: chrono::DateTime<Tz>) -> i64 {
+    use chrono::{Duration, Timelike};
+    let hour_start = now
+        .with_minute(0)
+        .and_then(|t| t.with_second(0))
+        .and_then(|t| t.with_nanosecond(0))
+        .unwrap_or(now);
+    (1..=24)
+        .map(|n| hour_start.clone() + Duration::hours(n))
+        .find(|t| is_due(timeset, t.hour() as u8))
+        .unwrap_or(hour_start + Duration::hours(1))
+        .timestamp()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn next_run_is_the_start_of_the_next_due_hour() {
+        use chrono::TimeZone;
+        let now = chrono::Utc
+            .with_ymd_and_hms(2026, 11, 23, 10, 17, 5)
+            .unwrap();
+        let at = |h: u32, day: u32| {
+            chrono::Utc
+                .with_ymd_and_hms(2026, 11, day, h, 0, 0)
+                .unwrap()
+                .timestamp()
+        };
+        assert_eq!(next_run(None, now), at(11, 23));
+        assert_eq!(next_run(Some(&[0, 12]), now), at(12, 23));
+        assert_eq!(next_run(Some(&[10]), now), at(10, 24));
+        assert_eq!(next_run(Some(&[6]), now), at(6, 24));
+    }
 
     #[test]
     fn parses_hours_sorted_and_merged() {

@@ -345,6 +345,10 @@ impl<'a> Worker<'a> {
         let size = if ok { self.mirror_size() } else { None };
         self.set_status(if ok { State::Success } else { State::Failed }, |info| {
             info.last_ended = Some(ended);
+            info.next_schedule = Some(super::schedule::next_run(
+                self.repo.timeset.as_deref(),
+                chrono::Local::now(),
+            ));
             if ok {
                 info.last_update = Some(ended);
                 info.size = size;

@@ -131,3 +131,18 @@ pub fn assert_success(out: &Output) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// No process (rsync, or its receiver) still has `save/` on its command line.
+#[track_caller]
+pub fn assert_no_rsync_into(save: &Path) {
+    let left = std::process::Command::new("pgrep")
+        .args(["-a", "-f", &format!("{}/", save.display())])
+        .output()
+        .unwrap();
+    assert!(
+        !left.status.success(),
+        "a process writing into {} survived: {}",
+        save.display(),
+        String::from_utf8_lossy(&left.stdout)
+    );
+}
