@@ -9,11 +9,13 @@
 //! - [`rsync`], [`process`], [`signals`]: running rsync and other children safely
 //! - [`lock`], [`trace`], [`log`], [`mail`]: the files and reports around a sync
 //! - [`exit`]: the one table of exit codes
+//! - [`dtp`]: DTP, the manifest-based parallel transfer (host service and client)
 //! - [`demo`]: `dsync demo`, a whole mirror setup on this machine, and the archive
 //!   generator it shares with the tests
 
 pub mod cli;
 pub mod demo;
+pub mod dtp;
 pub mod exit;
 pub mod ftpsync;
 pub mod host;

@@ -1,0 +1,1 @@
+//! The DTP client: fetch a manifest, diff, download in parallel, apply in stages.

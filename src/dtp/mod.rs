@@ -1,0 +1,80 @@
+//! DTP, the dsync transfer protocol: a host publishes a manifest (`data.dsync`)
+//! of each served repository; a downstream compares it with its own tree and
+//! fetches only what differs, over many HTTP/1.1 connections at once.
+//!
+//! # Protocol, version 1
+//!
+//! ## The manifest `data.dsync`
+//! One zstd frame holding ASCII text. A header, a blank line, then one line per
+//! entry:
+//!
+//! ```text
+//! DSYNC 1
+//! repo debian
+//! entries 3
+//! bytes 1234
+//! generated 1763900000
+//! digest sha256:<64 lowercase hex>
+//!
+//! d 0755 - 1763800000 - dists
+//! f 0644 1234 1763800000 <64 lowercase hex> dists/Release
+//! l 0777 - 1763800000 - current dists/bookworm
+//! ```
+//!
+//! - `entries` counts the entry lines, `bytes` adds the sizes of the files,
+//!   `generated` is when the manifest was made (Unix seconds), `digest` is the
+//!   SHA-256 of the body (every entry line, each with its `\n`, nothing else).
+//!   The digest is the manifest's identity: the HTTP ETag, and what a client
+//!   remembers to ask "has anything changed?".
+//! - Entry fields are separated by one space: type (`f` file, `d` folder, `l`
+//!   symlink), permission bits as four octal digits, size in bytes (`-` unless a
+//!   file), mtime in Unix seconds, SHA-256 of the content (`-` unless a file),
+//!   the path relative to the repository root, and for a symlink its target.
+//! - Paths and targets are written byte by byte: `0x21..=0x7E` stand for
+//!   themselves except `%`; every other byte (space, `%`, control characters,
+//!   bytes of non-ASCII UTF-8 or of invalid UTF-8) is `%XX`, upper-case hex. So no
+//!   name can break a line or a field, and any name a file system allows survives.
+//! - Lines are sorted by the raw bytes of the path, so the same tree always
+//!   gives the same body and digest. A folder comes before what it holds. The
+//!   root itself is not listed.
+//! - A valid path is relative, its components are separated by single `/`,
+//!   none is empty, `.` or `..`, none holds a NUL; at most 4096 bytes in all and
+//!   255 per component. A reader refuses any other manifest as a whole.
+//! - Never listed: `data.dsync` itself and its temporary files, the client's
+//!   partial downloads (`*.dsync-part`, `.dsync-tmp-*`), rsync's `.~tmp~`
+//!   folders, `.dsync-cache` and `.dsync-emoff`. The upstream's
+//!   `Archive-Update-in-Progress-*` files are listed: a downstream that sees one
+//!   waits and asks again later, as ftpsync does.
+//!
+//! ## HTTP
+//! HTTP/1.1, `GET` and `HEAD` only; default port 47921; `dtp://HOST[:PORT]/REPO`
+//! means `http://HOST[:PORT]/REPO/`.
+//!
+//! - `GET /`: `text/plain`, the motd and the names of the served repositories.
+//! - `GET /api/repos`: JSON array of `{"name", "digest", "entries", "bytes",
+//!   "generated"}` (digest and the rest `null` while a repository has no manifest).
+//! - `GET /REPO/data.dsync`: the manifest, `ETag: "sha256:HEX"` (the digest);
+//!   `If-None-Match` with that ETag answers `304 Not Modified`.
+//! - `GET /REPO/PATH`: a regular file of the repository, PATH escaped as in the
+//!   manifest (`%XX`). `Range: bytes=N-` and `bytes=N-M` answer `206` with
+//!   `Content-Range`. Folders, symlinks and anything not a regular file are 404;
+//!   no symlink is ever followed on the server.
+//! - `400` malformed request or path, `403` address not allowed, `404` not
+//!   there, `405` other methods, `416` bad range, `503` too many connections
+//!   from one address.
+//!
+//! ## Host files (`~/dxync/dtp/`)
+//! `list.conf` (one served path per line, relative to `webroot=`; the URL name
+//! is its last component), `firewall.conf` (`allow=IP, IP, CIDR…`; none: open),
+//! `motd.conf` (`경로=/path/of/motd`, default: the `motd file` of
+//! `/etc/rsyncd.conf`).
+
+pub mod client;
+pub mod escape;
+pub mod manifest;
+pub mod server;
+
+/// The manifest's file name, at the root of every served repository.
+pub const MANIFEST: &str = "data.dsync";
+/// The port a DTP URL without one means.
+pub const DEFAULT_PORT: u16 = 47921;

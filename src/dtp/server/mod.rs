@@ -1,0 +1,1 @@
+//! The DTP host service: serves manifests and files read-only over HTTP/1.1.
