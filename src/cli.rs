@@ -9,6 +9,7 @@ const USAGE: &str = "\
 usage: dsync [-home DIR] [-sync NAME] [-force] [-nolog]
        dsync [-home DIR] -test [-offline] | -emoff | -cleanlog | -example
        dsync [-home DIR] -setup [-repo NAME -save DIR [-src URL] [-timeset HH,HH]] [-force]
+       dsync [-home DIR] -gendsync | -service [-foreground] | -stop-service | -reload | -startup
        dsync ftpsync [-T TRIGGER] [sync:all|sync:stage1|sync:stage2|sync:archive:NAME|sync:callback|sync:mhop]...
        dsync demo [DIR]
        dsync rsync-ssl-tunnel [-C CAPATH] [-m METHOD] [-p PORT] HOST ...
@@ -27,6 +28,11 @@ Without a command, dsync syncs every repository of its home (~/dxync, or
   -setup       write a repository file (asks on the terminal what the
                options do not give)
   -example     print the sample configuration files
+  -gendsync    write data.dsync (the DTP manifest) in every dsync=true repository
+  -service     start the DTP service in the background (-foreground: in the
+               foreground, for systemd); -stop-service stops it, -reload
+               re-reads its list, firewall and motd files
+  -startup     install and enable the dsync-dtp systemd service
 
 Invoked through a symlink named ftpsync (or ftpsync-NAME), dsync behaves as
 Debian's ftpsync and reads the same ftpsync.conf. `dsync demo` mirrors a small
