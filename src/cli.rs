@@ -11,6 +11,7 @@ usage: dsync [-home DIR] [-sync NAME] [-force] [-nolog]
        dsync [-home DIR] -setup [-repo NAME -save DIR [-src URL] [-timeset HH,HH]] [-force]
        dsync [-home DIR] -gendsync | -service [-foreground] | -stop-service | -reload | -startup
        dsync ftpsync [-T TRIGGER] [sync:all|sync:stage1|sync:stage2|sync:archive:NAME|sync:callback|sync:mhop]...
+       dsync ftpsync-cron [ARCHIVE]
        dsync demo [DIR]
        dsync rsync-ssl-tunnel [-C CAPATH] [-m METHOD] [-p PORT] HOST ...
        dsync --version | -h
@@ -35,7 +36,8 @@ Without a command, dsync syncs every repository of its home (~/dxync, or
   -startup     install and enable the dsync-dtp systemd service
 
 Invoked through a symlink named ftpsync (or ftpsync-NAME), dsync behaves as
-Debian's ftpsync and reads the same ftpsync.conf. `dsync demo` mirrors a small
+Debian's ftpsync and reads the same ftpsync.conf; as ftpsync-cron it syncs
+when the upstream trace's Archive serial changed. `dsync demo` mirrors a small
 generated archive from a local rsync daemon, to show a whole sync. As
 rsync-ssl-tunnel it is the TLS helper RSYNC_TRANSPORT=ssl runs. See dsync(1).";
 
@@ -60,11 +62,15 @@ pub fn main() -> u8 {
         eprintln!("dsync: cannot install signal handlers: {e}");
         return exit::FAILURE;
     }
-    if invoked_as.starts_with("ftpsync") && invoked_as != "ftpsync-cron" {
+    if invoked_as == "ftpsync-cron" {
+        return crate::ftpsync::cron::run(&args);
+    }
+    if invoked_as.starts_with("ftpsync") {
         return crate::ftpsync::run(&invoked_as, &args);
     }
     match args.first().map(String::as_str) {
         Some("ftpsync") => crate::ftpsync::run("ftpsync", &args[1..]),
+        Some("ftpsync-cron") => crate::ftpsync::cron::run(&args[1..]),
         Some("demo") => crate::demo::run(&args[1..]),
         Some("--version" | "-V" | "-version") => {
             println!("dsync {}", env!("CARGO_PKG_VERSION"));

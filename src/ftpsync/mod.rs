@@ -6,6 +6,7 @@
 
 pub mod argv;
 pub mod cli;
+pub mod cron;
 mod engine;
 pub mod settings;
 

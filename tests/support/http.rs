@@ -118,8 +118,17 @@ pub fn start<F>(responder: F) -> HttpServer
 where
     F: Fn(&Request) -> Response + Send + Sync + 'static,
 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    let addr = listener.local_addr().expect("local_addr");
+    start_on("127.0.0.1:0", responder).expect("bind 127.0.0.1:0")
+}
+
+/// Serve on `addr` (e.g. `127.0.0.77:80` where a fixed port is needed); an
+/// error when it cannot be bound (port 80 needs root).
+pub fn start_on<F>(addr: &str, responder: F) -> std::io::Result<HttpServer>
+where
+    F: Fn(&Request) -> Response + Send + Sync + 'static,
+{
+    let listener = TcpListener::bind(addr)?;
+    let addr = listener.local_addr()?;
     let requests = Arc::new(Mutex::new(Vec::new()));
     let stop = Arc::new(AtomicBool::new(false));
     let responder = Arc::new(responder);
@@ -144,12 +153,12 @@ where
             }
         })
     };
-    HttpServer {
+    Ok(HttpServer {
         addr,
         requests,
         stop,
         thread: Some(thread),
-    }
+    })
 }
 
 impl HttpServer {
