@@ -291,6 +291,10 @@ fn fetch_and_parse_failures_are_reported_and_mailed() {
     assert!(mirror.trace().is_none(), "nothing synced");
 }
 
+/// A situation: its name, how the mirror is prepared, what the upstream
+/// serves, and the arguments.
+type Case<'a> = (&'a str, Box<dyn Fn(&Mirror)>, Served, Vec<&'a str>);
+
 /// The same situations through Debian's ftpsync-cron and ours, both calling a
 /// stand-in ftpsync: same exit code, same output, same calls.
 #[test]
@@ -303,7 +307,7 @@ fn decides_as_debians_ftpsync_cron_does() {
     }
     let Some(up) = Upstream::start() else { return };
     let serial = archive::read_serial(&up.tree()).unwrap();
-    let cases: Vec<(&str, Box<dyn Fn(&Mirror)>, Served, Vec<&str>)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "no trace of ours",
             Box::new(|_| {}),

@@ -504,7 +504,14 @@ fn shipped_samples_have_no_errors() {
     names.sort();
     assert_eq!(
         names,
-        ["debian-ftpsync", "explicit-src", "intranet", "kali"]
+        [
+            "debian-ftpsync",
+            "dtp-client",
+            "dtp-host",
+            "explicit-src",
+            "intranet",
+            "kali"
+        ]
     );
     let d = t.check(false);
     // Only the sample xync.conf's rokfoss-sync remark.
@@ -521,12 +528,14 @@ fn shipped_samples_have_no_errors() {
         sources,
         [
             Source::Ftpsync,
+            Source::Dtp("dtp://mirror.example.org/debian".into()),
+            Source::Rsync(vec!["rsync://archive.ubuntu.com/ubuntu/".into()]),
             Source::Rsync(vec!["rsync://rsync.alpinelinux.org/alpine/".into()]),
             Source::Rsync(vec!["rsync://10.1.1.50/intranet/".into()]),
             Source::Rsync(vec!["rsync://127.0.0.1:9/kali/".into()]),
         ]
     );
-    let kali = &repos[3];
+    let kali = &repos[5];
     assert_eq!(kali.timeset, Some(vec![0, 6, 12, 18]));
     let block = repos[0].ftpsync.as_ref().unwrap();
     let vars = block.eval(&repos[0].file).unwrap();

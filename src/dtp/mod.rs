@@ -71,8 +71,10 @@
 
 pub mod client;
 pub mod escape;
+pub mod gendsync;
 pub mod manifest;
 pub mod server;
+pub mod service;
 
 /// The manifest's file name, at the root of every served repository.
 pub const MANIFEST: &str = "data.dsync";

@@ -10,6 +10,7 @@ use std::process::{Command, Stdio};
 use super::home::Home;
 use super::scheduler::{self, Selection};
 use super::{check, emoff, logs, worker};
+use crate::dtp::service;
 use crate::exit;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +25,13 @@ enum Action {
         name: String,
         address: Option<String>,
     },
+    /// `-gendsync`: write the DTP manifest of every `dsync=true` repository.
+    Gendsync,
+    /// `-service` (with `-foreground`: in this process, for systemd).
+    Service,
+    StopService,
+    Reload,
+    Startup,
 }
 
 #[derive(Debug, Default)]
@@ -33,6 +41,8 @@ struct Options {
     nolog: bool,
     offline: bool,
     setup: SetupAnswers,
+    /// `-foreground`, with `-service`.
+    foreground: bool,
 }
 
 /// `-setup` answers given on the command line (the non-interactive form).
@@ -66,6 +76,12 @@ pub fn main(args: &[String]) -> u8 {
             exit::OK
         }
         Action::Worker { name, address } => worker::main(&home, &name, address.as_deref()),
+        Action::Gendsync => crate::dtp::gendsync::run(&home),
+        Action::Service if options.foreground => service::foreground(&home),
+        Action::Service => service::start(&home),
+        Action::StopService => service::stop(&home),
+        Action::Reload => service::reload(&home),
+        Action::Startup => service::startup(&home),
     }
 }
 
@@ -94,6 +110,12 @@ fn parse(args: &[String]) -> Result<(Action, Options), String> {
             Some("test") => action = Action::Test,
             Some("setup") => action = Action::Setup,
             Some("example") => action = Action::Example,
+            Some("gendsync") => action = Action::Gendsync,
+            Some("service") => action = Action::Service,
+            Some("foreground") => options.foreground = true,
+            Some("stop-service") => action = Action::StopService,
+            Some("reload") => action = Action::Reload,
+            Some("startup") => action = Action::Startup,
             Some("repo") => options.setup.repo = Some(value("a repository name")?),
             Some("save") => options.setup.save = Some(value("a folder")?),
             Some("src") => options.setup.src = Some(value("an rsync:// URL")?),
@@ -108,6 +130,9 @@ fn parse(args: &[String]) -> Result<(Action, Options), String> {
             }
             _ => return Err(format!("unknown option {word}")),
         }
+    }
+    if options.foreground && action != Action::Service {
+        return Err("-foreground goes with -service".into());
     }
     Ok((action, options))
 }

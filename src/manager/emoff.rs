@@ -22,15 +22,22 @@ pub fn run(home: &Home) -> u8 {
         println!("dsync -emoff: nothing is running");
         return exit::OK;
     };
+    let (global, _) = xync::load(&home.xync_conf());
+    let (repos, _) = repo::load_all(&home.repos_dir());
+    // Schedulers and repository workers only: the DTP service keeps its pid
+    // file in run/ too, and -emoff is about syncs.
+    let is_sync = |p: &std::path::Path| {
+        is_scheduler_pid_file(p)
+            || p.file_stem()
+                .is_some_and(|stem| repos.iter().any(|r| stem == r.name.as_str()))
+    };
     let mut running: Vec<(std::path::PathBuf, i32)> = entries
         .flatten()
         .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "pid"))
+        .filter(|p| p.extension().is_some_and(|e| e == "pid") && is_sync(p))
         .filter_map(|p| read_pid(&p).map(|pid| (p, pid)))
         .collect();
     running.sort_by_key(|(p, _)| !is_scheduler_pid_file(p));
-    let (global, _) = xync::load(&home.xync_conf());
-    let (repos, _) = repo::load_all(&home.repos_dir());
     let mut stopped = 0;
     running.retain(|(path, pid)| {
         let alive = is_dsync(*pid);

@@ -1,23 +1,30 @@
-//! The sample configurations shipped in `etc/`, embedded so `dsync -example`
-//! prints them on a machine where only the binary was installed.
+//! The sample files shipped in `etc/`, embedded so `dsync -example` prints them
+//! on a machine where only the binary was installed.
+
+/// Embed `etc/PATH` as `(PATH, text)`.
+macro_rules! sample {
+    ($path:literal) => {
+        ($path, include_str!(concat!("../../etc/", $path)))
+    };
+}
 
 /// `(path under etc/, text)` of every sample, in the order `-example` prints them.
 pub const FILES: &[(&str, &str)] = &[
-    ("xync.conf", include_str!("../../etc/xync.conf")),
-    ("upstreams.conf", include_str!("../../etc/upstreams.conf")),
-    ("repos/kali.conf", include_str!("../../etc/repos/kali.conf")),
-    (
-        "repos/explicit-src.conf",
-        include_str!("../../etc/repos/explicit-src.conf"),
-    ),
-    (
-        "repos/intranet.conf",
-        include_str!("../../etc/repos/intranet.conf"),
-    ),
-    (
-        "repos/debian-ftpsync.conf",
-        include_str!("../../etc/repos/debian-ftpsync.conf"),
-    ),
+    sample!("xync.conf"),
+    sample!("upstreams.conf"),
+    sample!("repos/kali.conf"),
+    sample!("repos/explicit-src.conf"),
+    sample!("repos/intranet.conf"),
+    sample!("repos/debian-ftpsync.conf"),
+    sample!("repos/dtp-client.conf"),
+    sample!("repos/dtp-host.conf"),
+    sample!("dtp/list.conf"),
+    sample!("dtp/firewall.conf"),
+    sample!("dtp/motd.conf"),
+    sample!("systemd/dsync.service"),
+    sample!("systemd/dsync.timer"),
+    sample!("systemd/dsync-dtp.service"),
+    sample!("cron.d-dsync"),
 ];
 
 /// Every sample, each under a `#### etc/PATH` header line.

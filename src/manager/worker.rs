@@ -201,14 +201,51 @@ impl<'a> Worker<'a> {
                 };
                 (result, transient)
             }
-            Source::Dtp(url) => (
-                Err((
-                    exit::FAILURE as i32,
-                    format!("DTP ({url}) is not available in this version"),
-                )),
-                false,
-            ),
+            Source::Dtp(url) => self.run_dtp(url),
             Source::Rsync(urls) => self.run_rsync(urls),
+        }
+    }
+
+    /// DTP: every `ipadd` address in turn, one connection pool per address.
+    fn run_dtp(&self, url: &str) -> (SyncResult, bool) {
+        use crate::dtp::client::{self, ClientOptions};
+        let mut options = ClientOptions::new(url, self.repo.save.clone());
+        options.addresses = self
+            .global
+            .ipadd
+            .iter()
+            .filter_map(|a| a.parse().ok())
+            .collect();
+        // `dtp-connections` is checked in xync.conf but not kept in `Global`
+        // yet: the client's default until it is.
+        options.connections = client::DEFAULT_CONNECTIONS;
+        options.max_delete = self.global.max_delete;
+        options.timeout = Duration::from_secs(self.global.timeout);
+        // Tests shorten ftpsync's UIPSLEEP of 5 minutes.
+        if let Some(secs) = std::env::var("DSYNC_UIPSLEEP")
+            .ok()
+            .and_then(|s| s.parse().ok())
+        {
+            options.uip_sleep = Duration::from_secs(secs);
+        }
+        self.log
+            .line(&format!("DTP from {url} into {}", self.repo.save.display()));
+        match client::sync(&options, &|line: &str| self.log.line(line)) {
+            Ok(summary) if summary.unchanged => {
+                self.log.line("DTP: nothing changed upstream");
+                (Ok(()), false)
+            }
+            Ok(summary) => {
+                self.log.line(&format!(
+                    "DTP: {} entries, fetched {} files ({} bytes), deleted {}",
+                    summary.entries, summary.fetched_files, summary.fetched_bytes, summary.deleted
+                ));
+                (Ok(()), false)
+            }
+            Err(e) => {
+                self.log.line(&format!("DTP failed: {e}"));
+                (Err((exit::FAILURE as i32, e.to_string())), e.is_transient())
+            }
         }
     }
 

@@ -48,7 +48,19 @@ pub struct Global {
     /// `timeout`: rsync --timeout seconds (default 600) and `contimeout` (default 60).
     pub timeout: u64,
     pub contimeout: u64,
+    /// `dtp-listen`: where the DTP service listens, `ADDRESS:PORT` or a bare
+    /// `PORT` (default `[::]:47921`, every address of both families).
+    pub dtp_listen: String,
+    /// `dtp-maxconn`: DTP connections one client address may hold, 1-10000
+    /// (default 64: a client opens `dtp-connections`, 50 by default).
+    pub dtp_maxconn: usize,
+    /// `dtp-bwlimit`: KiB/s one client address may download from the DTP
+    /// service, shared by its connections; 0 is no limit (the default).
+    pub dtp_bwlimit: u64,
 }
+
+/// The default of `dtp-listen`.
+pub const DTP_LISTEN_DEFAULT: &str = "[::]:47921";
 
 impl Default for Global {
     fn default() -> Self {
@@ -70,6 +82,9 @@ impl Default for Global {
             retries: 3,
             timeout: 600,
             contimeout: 60,
+            dtp_listen: DTP_LISTEN_DEFAULT.to_string(),
+            dtp_maxconn: 64,
+            dtp_bwlimit: 0,
         }
     }
 }
@@ -96,6 +111,8 @@ pub const KEYS: &[&str] = &[
     "contimeout",
     "dtp-listen",
     "dtp-connections",
+    "dtp-maxconn",
+    "dtp-bwlimit",
 ];
 
 /// Parse `text` (the file `path`): every problem is returned, never only the first.
@@ -230,13 +247,16 @@ fn apply(g: &mut Global, key: &str, value: &str) -> Result<Option<Problem>, Prob
             if value.parse::<std::net::SocketAddr>().is_err() && value.parse::<u16>().is_err() {
                 return Err((
                     format!("dtp-listen={value} is not ADDRESS:PORT or PORT"),
-                    "write the address and port the DTP service listens on, e.g. dtp-listen=0.0.0.0:47921".into(),
+                    "write the address and port the DTP service listens on, e.g. dtp-listen=[::]:47921 or dtp-listen=0.0.0.0:47921".into(),
                 ));
             }
+            g.dtp_listen = value.to_string();
         }
         "dtp-connections" => {
             number_in(key, value, 1, 1000, "50")?;
         }
+        "dtp-maxconn" => g.dtp_maxconn = number_in(key, value, 1, 10000, "64")? as usize,
+        "dtp-bwlimit" => g.dtp_bwlimit = number_in(key, value, 0, 100_000_000, "10240")?,
         _ => unreachable!("{key} is in KEYS but not handled"),
     }
     Ok(None)
@@ -667,7 +687,7 @@ mod tests {
             status=/var/www/status\nwebroot=/srv/www\napi=http://127.0.0.1:9/list\n\
             mailto=a@example.org,root\nsmtp=mail.example.org:587\nmaxtime=6\nmax-delete=100\n\
             retries=5\ntimeout=300 # seconds\ncontimeout='30'\ndtp-listen=0.0.0.0:47921\n\
-            dtp-connections=50\n";
+            dtp-connections=50\ndtp-maxconn=3\ndtp-bwlimit=100\n";
         let (g, d) = p(text);
         assert!(d.is_empty(), "{d:#?}");
         assert_eq!(g.syncps, 4);
@@ -692,6 +712,10 @@ mod tests {
         assert_eq!(
             (g.max_delete, g.retries, g.timeout, g.contimeout),
             (100, 5, 300, 30)
+        );
+        assert_eq!(
+            (g.dtp_listen.as_str(), g.dtp_maxconn, g.dtp_bwlimit),
+            ("0.0.0.0:47921", 3, 100)
         );
     }
 

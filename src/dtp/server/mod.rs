@@ -1,1 +1,140 @@
 //! The DTP host service: serves manifests and files read-only over HTTP/1.1.
+//!
+//! - Configuration ([`config`]): `HOME/dtp/list.conf`, `firewall.conf`,
+//!   `motd.conf`, and `webroot=`, `dtp-listen`, `dtp-maxconn`, `dtp-bwlimit` of
+//!   xync.conf. SIGHUP reads it all again (not `dtp-listen`); a configuration
+//!   with errors is logged and the old one kept.
+//! - Safety: targets are checked raw and decoded ([`paths`]); files are opened
+//!   below the repository root with `openat2`, no symlink followed, regular
+//!   files only ([`open`]); our own temporary files are never served.
+//! - Limits: a per-address connection cap (503), a deadline for request heads
+//!   and idle keep-alive, a deadline for stuck writes, an optional per-address
+//!   bandwidth limit shared by that address's downloads.
+//! - Log: `HOME/logs/dtp-access.log`, one line per request or refusal; service
+//!   messages on standard error (`logs/dtp-service.log` under `-service`).
+//!
+//! The environment shortens the timeouts for tests, in milliseconds:
+//! `DSYNC_DTP_HEADER_TIMEOUT_MS` (request head and idle keep-alive, default
+//! 10000), `DSYNC_DTP_WRITE_TIMEOUT_MS` (stuck write, 60000),
+//! `DSYNC_DTP_GRACE_MS` (transfers finishing after SIGTERM, 5000).
+
+mod access_log;
+mod body;
+pub mod config;
+mod conn;
+pub mod firewall;
+mod headers;
+mod http;
+mod io;
+mod limits;
+pub mod list;
+mod listener;
+pub mod motd;
+mod open;
+pub mod paths;
+mod range;
+mod refuse;
+mod run;
+mod state;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub use config::{Config, Loaded, dtp_dir, ensure_files, load};
+pub use listener::reachable;
+
+use crate::manager::home::Home;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot start: {0}")]
+    Runtime(std::io::Error),
+    #[error("cannot open the access log {}: {source}", path.display())]
+    AccessLog {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// `HOME/logs/dtp-access.log`
+pub fn access_log_path(home: &Home) -> PathBuf {
+    home.logs_dir().join("dtp-access.log")
+}
+
+/// Serve `config` until SIGTERM or SIGINT. `on_ready` is called with the
+/// address bound, once connections are accepted.
+pub fn serve(
+    home: &Home,
+    config: Config,
+    on_ready: impl FnOnce(SocketAddr),
+) -> Result<(), ServeError> {
+    // Network-bound: a few threads do; reads run on the blocking pool.
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 4));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .max_blocking_threads(64)
+        .thread_name("dtp")
+        .enable_all()
+        .build()
+        .map_err(ServeError::Runtime)?;
+    let log_path = access_log_path(home);
+    let log = std::fs::create_dir_all(home.logs_dir())
+        .and_then(|()| access_log::AccessLog::open(&log_path))
+        .map_err(|source| ServeError::AccessLog {
+            path: log_path,
+            source,
+        })?;
+    runtime.block_on(async {
+        let addr = config.listen;
+        let (listener, note) =
+            listener::bind(addr).map_err(|source| ServeError::Bind { addr, source })?;
+        if let Some(note) = note {
+            say(&note);
+        }
+        let bound = listener.local_addr().map_err(ServeError::Runtime)?;
+        say(&format!("listening on {bound}: {}", summary(&config)));
+        let shared = Arc::new(state::Shared::new(config, log, state::Timeouts::from_env()));
+        on_ready(bound);
+        run::run(listener, shared, home.clone())
+            .await
+            .map_err(ServeError::Runtime)
+    })
+}
+
+/// One line about a configuration, for the service log.
+pub(crate) fn summary(config: &Config) -> String {
+    let names: Vec<&str> = config.repos.iter().map(|r| r.name.as_str()).collect();
+    let firewall = if config.firewall.is_open() {
+        "open to every address".to_string()
+    } else {
+        format!("{} allowed address entries", config.firewall.entries())
+    };
+    let bw = match config.bwlimit {
+        Some(b) => format!("{} KiB/s per address", b / 1024),
+        None => "no bandwidth limit".into(),
+    };
+    format!(
+        "serving {} ({firewall}; {} connections per address; {bw})",
+        if names.is_empty() {
+            "nothing".to_string()
+        } else {
+            names.join(", ")
+        },
+        config.maxconn
+    )
+}
+
+/// A line of the service log (standard error), timestamped.
+pub(crate) fn say(message: &str) {
+    eprintln!(
+        "{} dsync-dtp[{}]: {message}",
+        chrono::Local::now().format("%Y-%m-%d %H:%M:%S"),
+        std::process::id()
+    );
+}

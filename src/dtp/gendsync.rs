@@ -1,0 +1,168 @@
+//! `dsync -gendsync`: write `data.dsync` at the root of every repository with
+//! `dsync=true`, hashing only what changed since the last run.
+
+use std::fs::{File, OpenOptions};
+use std::time::Instant;
+
+use rustix::fs::{FlockOperation, flock};
+
+use super::manifest::{self, GenStats};
+use crate::exit;
+use crate::manager::home::Home;
+use crate::manager::repo::{self, Repo};
+
+/// Run `-gendsync` for the repositories of `home`; the exit status.
+pub fn run(home: &Home) -> u8 {
+    let (repos, diags) = repo::load_all(&home.repos_dir());
+    for d in diags.iter().filter(|d| d.is_error()) {
+        eprintln!("{d}");
+    }
+    let served: Vec<&Repo> = repos.iter().filter(|r| r.dsync).collect();
+    if served.is_empty() {
+        eprintln!(
+            "dsync -gendsync: no repository has dsync=true; add a line dsync=true to {}/NAME.conf of each repository to serve over DTP",
+            home.repos_dir().display()
+        );
+        return exit::CONFIG;
+    }
+    let mut failed = false;
+    for repo in served {
+        match one(home, repo) {
+            Ok(line) => println!("{}: {line}", repo.name),
+            Err(message) => {
+                eprintln!("{}: {message}", repo.name);
+                failed = true;
+            }
+        }
+    }
+    if failed { exit::FAILURE } else { exit::OK }
+}
+
+/// Generate and install one manifest; the summary line, or why not.
+fn one(home: &Home, repo: &Repo) -> Result<String, String> {
+    let Some(_lock) = lock(home, &repo.name)? else {
+        return Ok("skipped: another dsync -gendsync is writing its manifest".to_string());
+    };
+    let started = Instant::now();
+    let (m, stats) = manifest::generate_with_stats(&repo.save, &repo.name)
+        .map_err(|e| format!("cannot make the manifest of {}: {e}", repo.save.display()))?;
+    manifest::install(&repo.save, &m).map_err(|e| {
+        format!(
+            "cannot write {}: {e}",
+            repo.save.join(super::MANIFEST).display()
+        )
+    })?;
+    let GenStats {
+        hashed,
+        reused,
+        cache_error,
+        ..
+    } = stats;
+    if let Some(e) = cache_error {
+        eprintln!(
+            "{}: warning: hash cache not saved ({e}); the next run hashes everything again",
+            repo.name
+        );
+    }
+    Ok(format!(
+        "{} entries, {} bytes, {hashed} hashed, {reused} reused, in {:.2} s",
+        m.header.entries,
+        m.header.bytes,
+        started.elapsed().as_secs_f64()
+    ))
+}
+
+/// `run/gendsync-NAME.lock`, held while the manifest is made (kept out of the
+/// tree, which may be read-only to everyone but the syncing user); `None`
+/// when another process holds it.
+fn lock(home: &Home, name: &str) -> Result<Option<File>, String> {
+    let path = home.run_dir().join(format!("gendsync-{name}.lock"));
+    let file = std::fs::create_dir_all(home.run_dir())
+        .and_then(|()| {
+            OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+        })
+        .map_err(|e| format!("cannot open the lock {}: {e}", path.display()))?;
+    match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(Some(file)),
+        Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
+        Err(e) => Err(format!("cannot lock {}: {e}", path.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn home_with(top: &Path, repos: &[(&str, &str)]) -> Home {
+        let home = Home {
+            root: top.join("home"),
+        };
+        std::fs::create_dir_all(home.repos_dir()).unwrap();
+        for (name, text) in repos {
+            std::fs::write(home.repos_dir().join(format!("{name}.conf")), text).unwrap();
+        }
+        home
+    }
+
+    #[test]
+    fn writes_manifests_of_dsync_repositories_only() {
+        let top = tempfile::tempdir().unwrap();
+        let (a, b) = (top.path().join("a"), top.path().join("b"));
+        std::fs::create_dir_all(a.join("d")).unwrap();
+        std::fs::write(a.join("d/f"), b"hello").unwrap();
+        std::fs::create_dir_all(&b).unwrap();
+        let home = home_with(
+            top.path(),
+            &[
+                ("a", &format!("save={}\ndsync=true\n", a.display())),
+                ("b", &format!("save={}\n", b.display())),
+            ],
+        );
+        assert_eq!(run(&home), exit::OK);
+        let header = manifest::read_header(&a.join("data.dsync")).unwrap();
+        assert_eq!(
+            (header.repo.as_str(), header.entries, header.bytes),
+            ("a", 2, 5)
+        );
+        assert!(!b.join("data.dsync").exists());
+    }
+
+    #[test]
+    fn a_held_lock_skips_the_repository() {
+        let top = tempfile::tempdir().unwrap();
+        let a = top.path().join("a");
+        std::fs::create_dir_all(&a).unwrap();
+        let home = home_with(
+            top.path(),
+            &[("a", &format!("save={}\ndsync=true\n", a.display()))],
+        );
+        let held = lock(&home, "a").unwrap().unwrap();
+        assert!(lock(&home, "a").unwrap().is_none());
+        assert_eq!(run(&home), exit::OK);
+        assert!(!a.join("data.dsync").exists());
+        drop(held);
+        assert_eq!(run(&home), exit::OK);
+        assert!(a.join("data.dsync").exists());
+    }
+
+    #[test]
+    fn exit_codes() {
+        let top = tempfile::tempdir().unwrap();
+        let b = top.path().join("b");
+        std::fs::create_dir_all(&b).unwrap();
+        let home = home_with(top.path(), &[("b", &format!("save={}\n", b.display()))]);
+        assert_eq!(run(&home), exit::CONFIG);
+        let gone = top.path().join("gone");
+        std::fs::write(
+            home.repos_dir().join("gone.conf"),
+            format!("save={}\ndsync=true\n", gone.display()),
+        )
+        .unwrap();
+        assert_eq!(run(&home), exit::FAILURE);
+    }
+}

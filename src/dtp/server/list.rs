@@ -1,0 +1,174 @@
+//! `dtp/list.conf`: the served repositories, one folder per line relative to
+//! `webroot=`; the URL name is the folder's last component.
+
+use std::path::{Path, PathBuf};
+
+use crate::manager::diag::Diagnostic;
+use crate::manager::xync::raw_lines;
+
+/// One served repository.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Repo {
+    /// The name in URLs (`/NAME/...`).
+    pub name: String,
+    /// The folder served, `WEBROOT/LINE`.
+    pub root: PathBuf,
+}
+
+/// URL names the protocol itself uses (`/api/repos`).
+const RESERVED: &[&str] = &["api"];
+
+/// Parse `text` (the file `path`); every problem is returned.
+pub fn parse(path: &Path, text: &str, webroot: Option<&Path>) -> (Vec<Repo>, Vec<Diagnostic>) {
+    let mut repos: Vec<(usize, Repo)> = Vec::new();
+    let mut diags = Vec::new();
+    let mut webroot_reported = false;
+    for line in raw_lines(text) {
+        let entry = line.text.trim();
+        if entry.is_empty() || entry.starts_with('#') {
+            continue;
+        }
+        let n = line.number;
+        let components = match components(entry) {
+            Ok(c) => c,
+            Err((message, fix)) => {
+                diags.push(Diagnostic::error(path, n, message, fix));
+                continue;
+            }
+        };
+        let Some(webroot) = webroot else {
+            if !webroot_reported {
+                webroot_reported = true;
+                diags.push(Diagnostic::error(
+                    path,
+                    n,
+                    "webroot= is not set in xync.conf, so list.conf's paths mean nothing",
+                    "set webroot= in xync.conf to the folder the served paths are in, e.g. webroot=/srv/mirrors",
+                ));
+            }
+            continue;
+        };
+        let name = components.last().expect("at least one component").clone();
+        if RESERVED.contains(&name.as_str()) {
+            diags.push(Diagnostic::error(
+                path,
+                n,
+                format!("`{name}` cannot be a repository name: /{name}/ is part of the protocol"),
+                format!(
+                    "serve the folder under another name (a folder or symlink not called {name})"
+                ),
+            ));
+            continue;
+        }
+        if let Some((previous, _)) = repos.iter().find(|(_, r)| r.name == name) {
+            diags.push(Diagnostic::error(
+                path,
+                n,
+                format!("a second repository named `{name}` (also on line {previous}): URL names must differ"),
+                format!("serve only one folder whose last component is {name} (delete line {previous} or {n})"),
+            ));
+            continue;
+        }
+        let root = webroot.join(components.join("/"));
+        if !root.is_dir() {
+            diags.push(Diagnostic::error(
+                path,
+                n,
+                format!("{} is not a folder", root.display()),
+                format!(
+                    "create it, correct the path (relative to webroot={}), or delete the line",
+                    webroot.display()
+                ),
+            ));
+            continue;
+        }
+        repos.push((n, Repo { name, root }));
+    }
+    (repos.into_iter().map(|(_, r)| r).collect(), diags)
+}
+
+/// The path's components (`.` and empty ones dropped), or why it is refused.
+fn components(entry: &str) -> Result<Vec<String>, (String, String)> {
+    if entry.starts_with('/') {
+        return Err((
+            format!("`{entry}` is an absolute path; list.conf paths are relative to webroot="),
+            format!(
+                "write the path below webroot=, e.g. {}",
+                entry.trim_start_matches('/')
+            ),
+        ));
+    }
+    if entry.chars().any(char::is_control) {
+        return Err((
+            format!("`{}` holds control characters", entry.escape_default()),
+            "write the folder's path on its own line, plain text".into(),
+        ));
+    }
+    let parts: Vec<String> = entry
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .map(str::to_string)
+        .collect();
+    if parts.iter().any(|c| c == "..") {
+        return Err((
+            format!("`{entry}` holds `..`; only folders below webroot= can be served"),
+            "write a path below webroot= without .., or move webroot=".into(),
+        ));
+    }
+    if parts.is_empty() {
+        return Err((
+            format!("`{entry}` names webroot= itself"),
+            "write one folder below webroot= per line, e.g. debian".into(),
+        ));
+    }
+    Ok(parts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setup() -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let web = dir.path().join("web");
+        for d in ["debian", "archive/ubuntu", "other/debian", "api"] {
+            std::fs::create_dir_all(web.join(d)).unwrap();
+        }
+        (dir, web)
+    }
+
+    #[test]
+    fn names_are_last_components() {
+        let (_d, web) = setup();
+        let text = "# comment\n\ndebian\r\n  archive//ubuntu/  \n./x/../debian2\n";
+        let (repos, diags) = parse(Path::new("list.conf"), text, Some(&web));
+        assert_eq!(repos.len(), 2, "{diags:?}");
+        assert_eq!(repos[0].name, "debian");
+        assert_eq!(repos[1].name, "ubuntu");
+        assert_eq!(repos[1].root, web.join("archive/ubuntu"));
+        assert_eq!(diags.len(), 1);
+        assert_eq!(diags[0].line, 5);
+        assert!(diags[0].message.contains(".."), "{}", diags[0]);
+    }
+
+    #[test]
+    fn errors_name_their_lines() {
+        let (_d, web) = setup();
+        let text = "debian\n/srv/x\nother/debian\nmissing\napi\n";
+        let (repos, diags) = parse(Path::new("list.conf"), text, Some(&web));
+        assert_eq!(repos.len(), 1);
+        let lines: Vec<usize> = diags.iter().map(|d| d.line).collect();
+        assert_eq!(lines, [2, 3, 4, 5], "{diags:#?}");
+        assert!(diags.iter().all(|d| d.is_error() && !d.fix.is_empty()));
+        assert!(diags[1].message.contains("line 1"), "{}", diags[1]);
+        assert!(diags[2].message.contains("not a folder"), "{}", diags[2]);
+    }
+
+    #[test]
+    fn without_webroot_one_error() {
+        let (repos, diags) = parse(Path::new("list.conf"), "a\nb\n", None);
+        assert!(repos.is_empty());
+        assert_eq!(diags.len(), 1);
+        assert!(diags[0].message.contains("webroot"), "{}", diags[0]);
+    }
+}

@@ -1,0 +1,113 @@
+//! Connections turned away before HTTP is spoken with them (firewall 403,
+//! per-address cap 503): read the request line if it comes quickly (for the
+//! log), answer, and close without resetting the answer away.
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::access_log::{AccessLog, Record};
+
+/// How long a refused client gets to send its request line.
+const LINE_WAIT: Duration = Duration::from_secs(2);
+/// How much of it is read.
+const LINE_MAX: usize = 8 * 1024;
+/// After answering, unread request bytes are drained this long, so closing
+/// does not send a reset that could destroy the answer in flight.
+const LINGER: Duration = Duration::from_secs(1);
+
+/// Answer `status` (403 or 503) on `stream` and log it.
+pub async fn refuse(mut stream: TcpStream, peer: IpAddr, status: u16, log: &AccessLog) {
+    let started = Instant::now();
+    let line = tokio::time::timeout(LINE_WAIT, read_line(&mut stream))
+        .await
+        .unwrap_or_default();
+    let (method, target) = request_line(&line);
+    let (reason, extra) = match status {
+        403 => ("Forbidden", ""),
+        _ => ("Service Unavailable", "Retry-After: 10\r\n"),
+    };
+    let body = format!("{status} {reason}\n");
+    let answer = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let sent = tokio::time::timeout(LINGER, stream.write_all(answer.as_bytes()))
+        .await
+        .is_ok_and(|r| r.is_ok());
+    log.write(&Record {
+        client: peer,
+        method,
+        target,
+        status,
+        bytes: if sent { body.len() as u64 } else { 0 },
+        duration: started.elapsed(),
+    });
+    let _ = stream.shutdown().await;
+    let _ = tokio::time::timeout(LINGER, drain(&mut stream)).await;
+}
+
+/// Bytes up to the first line end (or what came before EOF or the limit).
+async fn read_line(stream: &mut TcpStream) -> Vec<u8> {
+    let mut line = Vec::new();
+    let mut buf = [0u8; 1024];
+    while line.len() < LINE_MAX {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                line.extend_from_slice(&buf[..n]);
+                if let Some(end) = line.iter().position(|b| *b == b'\n') {
+                    line.truncate(end);
+                    break;
+                }
+            }
+        }
+    }
+    line
+}
+
+async fn drain(stream: &mut TcpStream) {
+    let mut buf = [0u8; 4096];
+    let mut total = 0;
+    while total < 64 * 1024 {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => total += n,
+        }
+    }
+}
+
+/// `METHOD TARGET HTTP/1.1` → method and target; `-` for what is missing.
+fn request_line(line: &[u8]) -> (String, String) {
+    let text = String::from_utf8_lossy(line);
+    let mut words = text.trim_end_matches('\r').split(' ');
+    let mut next = || {
+        words
+            .next()
+            .filter(|w| !w.is_empty())
+            .unwrap_or("-")
+            .chars()
+            .take(4096)
+            .collect::<String>()
+    };
+    let method = next();
+    let target = next();
+    (method, target)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_lines() {
+        assert_eq!(
+            request_line(b"GET /debian/x HTTP/1.1\r"),
+            ("GET".into(), "/debian/x".into())
+        );
+        assert_eq!(request_line(b""), ("-".into(), "-".into()));
+        assert_eq!(request_line(b"GE"), ("GE".into(), "-".into()));
+    }
+}

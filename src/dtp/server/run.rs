@@ -1,0 +1,186 @@
+//! The accept loop: firewall and per-address cap at the door, a task per
+//! connection, SIGHUP reloads, SIGTERM/SIGINT stop gracefully.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{Notify, watch};
+
+use super::state::Shared;
+use super::{config, conn, refuse, say};
+use crate::manager::home::Home;
+
+/// Refusals being answered at once; beyond, a refused connection is simply closed.
+const MAX_REFUSING: usize = 256;
+
+/// Connection tasks still running; the stop waits for them.
+#[derive(Default)]
+struct Tasks {
+    count: AtomicUsize,
+    idle: Notify,
+}
+
+struct TaskGuard(Arc<Tasks>);
+
+impl Tasks {
+    fn enter(self: &Arc<Self>) -> TaskGuard {
+        self.count.fetch_add(1, Ordering::SeqCst);
+        TaskGuard(Arc::clone(self))
+    }
+
+    async fn until_idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            if self.count.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+/// Accept until SIGTERM or SIGINT, then let transfers finish within the grace
+/// period.
+pub async fn run(listener: TcpListener, shared: Arc<Shared>, home: Home) -> std::io::Result<()> {
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let tasks = Arc::new(Tasks::default());
+    let refusing = Arc::new(AtomicUsize::new(0));
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => admit(stream, peer, &shared, &tasks, &refusing, &stop_rx),
+                Err(e) => {
+                    // Out of descriptors, usually: let connections finish.
+                    say(&format!("accept failed: {e}"));
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            _ = hup.recv() => reload(&shared, &home).await,
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    let grace = shared.timeouts.grace;
+    say(&format!(
+        "stopping: no new connections; {} still open get {:.1?} to finish",
+        tasks.count.load(Ordering::SeqCst),
+        grace
+    ));
+    if tokio::time::timeout(grace, tasks.until_idle())
+        .await
+        .is_err()
+    {
+        say(&format!(
+            "stopped with {} connections cut short",
+            tasks.count.load(Ordering::SeqCst)
+        ));
+    } else {
+        say("stopped");
+    }
+    Ok(())
+}
+
+/// The door: firewall, then the per-address cap, then a connection task.
+fn admit(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: &Arc<Shared>,
+    tasks: &Arc<Tasks>,
+    refusing: &Arc<AtomicUsize>,
+    stop: &watch::Receiver<bool>,
+) {
+    let ip: IpAddr = peer.ip().to_canonical();
+    let config = shared.config();
+    let slot = if config.firewall.allows(ip) {
+        match shared.clients.enter(ip, config.maxconn) {
+            Some(slot) => slot,
+            None => return turn_away(stream, ip, 503, shared, refusing),
+        }
+    } else {
+        return turn_away(stream, ip, 403, shared, refusing);
+    };
+    let guard = tasks.enter();
+    let (shared, stop) = (Arc::clone(shared), stop.clone());
+    tokio::spawn(async move {
+        conn::serve(stream, ip, slot, shared, stop).await;
+        drop(guard);
+    });
+}
+
+fn turn_away(
+    stream: TcpStream,
+    ip: IpAddr,
+    status: u16,
+    shared: &Arc<Shared>,
+    refusing: &Arc<AtomicUsize>,
+) {
+    if refusing.fetch_add(1, Ordering::SeqCst) >= MAX_REFUSING {
+        refusing.fetch_sub(1, Ordering::SeqCst);
+        return; // dropped: closed without a word
+    }
+    let (shared, refusing) = (Arc::clone(shared), Arc::clone(refusing));
+    tokio::spawn(async move {
+        refuse::refuse(stream, ip, status, &shared.log).await;
+        refusing.fetch_sub(1, Ordering::SeqCst);
+    });
+}
+
+/// SIGHUP: read everything again; keep the old configuration if the new one
+/// has errors. Connections keep running on the configuration they started with
+/// until their next request.
+async fn reload(shared: &Arc<Shared>, home: &Home) {
+    let home2 = home.clone();
+    let loaded = match tokio::task::spawn_blocking(move || config::load(&home2)).await {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            say(&format!(
+                "reload failed ({e}); keeping the old configuration"
+            ));
+            return;
+        }
+    };
+    if let Err(e) = shared.log.reopen() {
+        say(&format!("cannot reopen the access log: {e}"));
+    }
+    match loaded {
+        Ok(mut loaded) => {
+            for w in &loaded.warnings {
+                say(&w.to_string());
+            }
+            let old = shared.config();
+            if loaded.config.listen != old.listen {
+                say(&format!(
+                    "dtp-listen is now {}, but the service keeps listening on {} until restarted",
+                    loaded.config.listen, old.listen
+                ));
+                loaded.config.listen = old.listen;
+            }
+            let summary = super::summary(&loaded.config);
+            shared.replace(loaded.config);
+            say(&format!("reloaded: {summary}"));
+        }
+        Err(diags) => {
+            for d in &diags {
+                say(&d.to_string());
+            }
+            say("reload failed: the configuration has errors; keeping the old one");
+        }
+    }
+}

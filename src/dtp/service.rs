@@ -1,0 +1,577 @@
+//! The DTP host service as commands: `-service` (in the background),
+//! `-service -foreground` (for systemd), `-stop-service`, `-reload`, `-startup`.
+//!
+//! The running service is named by `HOME/dtp/service.pid`: its pid on the first
+//! line, the address it listens on on the second. It is not in `run/`, where
+//! `NAME.pid` belongs to the worker of repository `NAME` and `-emoff` looks.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::dtp::server::{self, Config};
+use crate::exit;
+use crate::manager::check::render;
+use crate::manager::home::{Home, user_name};
+
+/// The systemd unit `-startup` installs, with `@...@` placeholders.
+pub const UNIT_TEMPLATE: &str = include_str!("../../etc/systemd/dsync-dtp.service");
+pub const UNIT_NAME: &str = "dsync-dtp.service";
+/// Where `-startup` writes the unit; `DSYNC_SYSTEMD_UNIT_DIR` replaces it (for
+/// tests: then systemctl is not run).
+const UNIT_DIR: &str = "/etc/systemd/system";
+
+/// How long `-service` waits for the service to accept connections.
+const START_WAIT: Duration = Duration::from_secs(30);
+/// How long `-stop-service` waits before SIGKILL (the service's grace is 5 s).
+const STOP_WAIT: Duration = Duration::from_secs(20);
+/// How often a wait looks again.
+const POLL: Duration = Duration::from_millis(20);
+
+/// `HOME/dtp/service.pid` (not in run/, where `NAME.pid` belongs to repository `NAME`)
+pub fn pid_file(home: &Home) -> PathBuf {
+    super::server::dtp_dir(home).join("service.pid")
+}
+
+/// `HOME/logs/dtp-service.log`: the background service's messages.
+pub fn log_file(home: &Home) -> PathBuf {
+    home.logs_dir().join("dtp-service.log")
+}
+
+/// What the pid file says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Running {
+    pid: i32,
+    addr: Option<SocketAddr>,
+}
+
+/// `-service`: start the service in a new session, in the background, and
+/// return once it accepts connections.
+pub fn start(home: &Home) -> u8 {
+    if let Some(code) = refuse_second(home) {
+        return code;
+    }
+    let config = match prepare(home) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let log_path = log_file(home);
+    let offset = std::fs::metadata(&log_path).map_or(0, |m| m.len());
+    let mut child = match spawn(home, &log_path) {
+        Ok(child) => child,
+        Err(e) => {
+            eprintln!("dsync: cannot start the DTP service: {e}");
+            return exit::FAILURE;
+        }
+    };
+    wait_ready(home, &mut child, &config, &log_path, offset)
+}
+
+/// `-service -foreground`: serve in this process until SIGTERM or SIGINT.
+pub fn foreground(home: &Home) -> u8 {
+    if let Some(code) = refuse_second(home) {
+        return code;
+    }
+    let config = match prepare(home) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let pid_path = pid_file(home);
+    let result = server::serve(home, config, |addr| {
+        if let Err(e) = write_pid_file(&pid_path, addr) {
+            eprintln!("dsync: cannot write {}: {e}", pid_path.display());
+        }
+    });
+    if read_pid_file(&pid_path).is_some_and(|r| r.pid == own_pid()) {
+        let _ = std::fs::remove_file(&pid_path);
+    }
+    match result {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            eprintln!("dsync: the DTP service stops: {e}");
+            exit::FAILURE
+        }
+    }
+}
+
+/// `-stop-service`: SIGTERM the service and wait for it to go.
+pub fn stop(home: &Home) -> u8 {
+    let pid_path = pid_file(home);
+    let Some(running) = running(home) else {
+        let _ = std::fs::remove_file(&pid_path);
+        println!("dsync: the DTP service is not running");
+        return exit::OK;
+    };
+    let pid = running.pid;
+    signal(pid, libc::SIGTERM);
+    if !wait_gone(pid, STOP_WAIT) {
+        eprintln!("dsync: the DTP service (pid {pid}) did not stop in {STOP_WAIT:?}; killing it");
+        signal(pid, libc::SIGKILL);
+        wait_gone(pid, Duration::from_secs(5));
+    }
+    if read_pid_file(&pid_path).is_some_and(|r| r.pid == pid) {
+        let _ = std::fs::remove_file(&pid_path);
+    }
+    println!("dsync: stopped the DTP service (pid {pid})");
+    exit::OK
+}
+
+/// `-reload`: check the configuration here, then SIGHUP the service.
+pub fn reload(home: &Home) -> u8 {
+    let Some(running) = running(home) else {
+        eprintln!("dsync: the DTP service is not running; start it with dsync -service");
+        return exit::FAILURE;
+    };
+    match server::load(home) {
+        Ok(loaded) => eprint!("{}", render(&loaded.warnings)),
+        Err(diags) => {
+            eprint!("{}", render(&diags));
+            eprintln!("dsync: not reloading: the service keeps its current configuration");
+            return exit::CONFIG;
+        }
+    }
+    signal(running.pid, libc::SIGHUP);
+    println!(
+        "dsync: the DTP service (pid {}) reloads its configuration; see {}",
+        running.pid,
+        log_file(home).display()
+    );
+    exit::OK
+}
+
+/// `-startup`: install the systemd unit and, where systemd runs, enable and
+/// start it.
+pub fn startup(home: &Home) -> u8 {
+    let config = match prepare(home) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let unit = match unit_for(home, &config) {
+        Ok(unit) => unit,
+        Err(message) => {
+            eprintln!("dsync -startup: {message}");
+            return exit::FAILURE;
+        }
+    };
+    let custom_dir = std::env::var_os("DSYNC_SYSTEMD_UNIT_DIR").map(PathBuf::from);
+    let path = custom_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(UNIT_DIR))
+        .join(UNIT_NAME);
+    if let Err(e) = std::fs::write(&path, unit) {
+        eprintln!("dsync -startup: cannot write {}: {e}", path.display());
+        if e.kind() == std::io::ErrorKind::PermissionDenied {
+            eprintln!(
+                "dsync -startup: run it as root: sudo {} -home {} -startup",
+                exe_path().display(),
+                home.root.display()
+            );
+        }
+        return exit::FAILURE;
+    }
+    println!("dsync -startup: wrote {}", path.display());
+    if custom_dir.is_some() || !Path::new("/run/systemd/system").is_dir() {
+        println!(
+            "dsync -startup: systemd is not running here; where it is, run: \
+             systemctl daemon-reload && systemctl enable --now {UNIT_NAME}"
+        );
+        return exit::OK;
+    }
+    if let Some(running) = running(home) {
+        println!(
+            "dsync -startup: stopping the DTP service started by hand (pid {}) so systemd runs it",
+            running.pid
+        );
+        stop(home);
+    }
+    for args in [&["daemon-reload"][..], &["enable", "--now", UNIT_NAME]] {
+        if let Err(message) = systemctl(args) {
+            eprintln!("dsync -startup: {message}");
+            return exit::FAILURE;
+        }
+    }
+    println!("dsync -startup: {UNIT_NAME} is enabled and started (systemctl status {UNIT_NAME})");
+    exit::OK
+}
+
+/// Refuse to start a second service on this home; forget a stale pid file.
+fn refuse_second(home: &Home) -> Option<u8> {
+    match running(home) {
+        Some(r) if r.pid != own_pid() => {
+            let at = r.addr.map(|a| format!(" on {a}")).unwrap_or_default();
+            eprintln!(
+                "dsync: the DTP service already runs{at} (pid {}); stop it with dsync -stop-service",
+                r.pid
+            );
+            Some(exit::FAILURE)
+        }
+        Some(_) => None,
+        None => {
+            let _ = std::fs::remove_file(pid_file(home));
+            None
+        }
+    }
+}
+
+/// Create what is missing (the home, the commented host files), then read the
+/// configuration; its problems are printed.
+fn prepare(home: &Home) -> Result<Config, u8> {
+    match home.ensure() {
+        Ok(true) => println!(
+            "dsync: created {} with a commented xync.conf",
+            home.root.display()
+        ),
+        Ok(false) => {}
+        Err(e) => {
+            eprintln!("dsync: cannot create {}: {e}", home.root.display());
+            return Err(exit::FAILURE);
+        }
+    }
+    match server::ensure_files(home) {
+        Ok(created) => {
+            for path in created {
+                println!(
+                    "dsync: wrote {} (commented; edit it, then dsync -reload)",
+                    path.display()
+                );
+            }
+        }
+        Err(e) => {
+            eprintln!(
+                "dsync: cannot create {}: {e}",
+                server::dtp_dir(home).display()
+            );
+            return Err(exit::FAILURE);
+        }
+    }
+    match server::load(home) {
+        Ok(loaded) => {
+            eprint!("{}", render(&loaded.warnings));
+            Ok(loaded.config)
+        }
+        Err(diags) => {
+            eprint!("{}", render(&diags));
+            eprintln!("dsync: the DTP service does not start: fix the errors above");
+            Err(exit::CONFIG)
+        }
+    }
+}
+
+/// This binary again, `-home H -service -foreground`, in a session of its
+/// own (no terminal to lose), output appended to the service log.
+fn spawn(home: &Home, log_path: &Path) -> std::io::Result<Child> {
+    std::fs::create_dir_all(home.logs_dir())?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_path)?;
+    let mut cmd = Command::new(exe_path());
+    cmd.arg("-home")
+        .arg(&home.root)
+        .args(["-service", "-foreground"])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    // SAFETY: setsid is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    cmd.spawn()
+}
+
+/// Until the child has written the pid file and its port answers, or it died.
+fn wait_ready(home: &Home, child: &mut Child, config: &Config, log_path: &Path, offset: u64) -> u8 {
+    let deadline = Instant::now() + START_WAIT;
+    let pid = child.id() as i32;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            eprint!("{}", log_since(log_path, offset));
+            eprintln!(
+                "dsync: the DTP service did not start ({status}); log: {}",
+                log_path.display()
+            );
+            return status
+                .code()
+                .map_or(exit::FAILURE, |c| c as u8)
+                .max(exit::FAILURE);
+        }
+        if let Some(Running {
+            pid: p,
+            addr: Some(addr),
+        }) = read_pid_file(&pid_file(home))
+            && p == pid
+            && TcpStream::connect_timeout(&server::reachable(addr), Duration::from_secs(1)).is_ok()
+        {
+            println!("dsync: DTP service listening on {addr} (pid {pid})");
+            println!(
+                "dsync: log {}, access log {}",
+                log_path.display(),
+                server::access_log_path(home).display()
+            );
+            return exit::OK;
+        }
+        if Instant::now() >= deadline {
+            eprintln!(
+                "dsync: the DTP service (pid {pid}) does not accept connections on {} after {START_WAIT:?}; stopping it; log: {}",
+                config.listen,
+                log_path.display()
+            );
+            signal(pid, libc::SIGTERM);
+            return exit::FAILURE;
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// What the service wrote to its log since `offset` (at most the last 8 KiB).
+fn log_since(path: &Path, offset: u64) -> String {
+    let mut text = Vec::new();
+    if let Ok(mut f) = std::fs::File::open(path) {
+        let len = f.metadata().map_or(0, |m| m.len());
+        let _ = f.seek(SeekFrom::Start(offset.max(len.saturating_sub(8192))));
+        let _ = f.read_to_end(&mut text);
+    }
+    String::from_utf8_lossy(&text).into_owned()
+}
+
+/// Written after binding, by rename, so a reader sees all of it or nothing.
+fn write_pid_file(path: &Path, addr: SocketAddr) -> std::io::Result<()> {
+    let tmp = path.with_extension("pid.tmp");
+    std::fs::write(&tmp, format!("{}\n{addr}\n", own_pid()))?;
+    std::fs::rename(&tmp, path)
+}
+
+fn read_pid_file(path: &Path) -> Option<Running> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let mut lines = text.lines();
+    let pid = lines.next()?.trim().parse().ok().filter(|p| *p > 1)?;
+    let addr = lines.next().and_then(|a| a.trim().parse().ok());
+    Some(Running { pid, addr })
+}
+
+/// The service named by the pid file, if that process lives and is a dsync
+/// service (a reused pid must not be signalled).
+fn running(home: &Home) -> Option<Running> {
+    read_pid_file(&pid_file(home)).filter(|r| is_service(r.pid) && alive(r.pid))
+}
+
+/// Is `pid` a `dsync ... -service` process?
+fn is_service(pid: i32) -> bool {
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
+    let ours = exe.is_some() && exe == std::env::current_exe().ok();
+    let named = args
+        .first()
+        .is_some_and(|a| String::from_utf8_lossy(a).contains("dsync"));
+    let service = args.iter().any(|a| *a == b"-service" || *a == b"--service");
+    (ours || named) && service
+}
+
+fn alive(pid: i32) -> bool {
+    // SAFETY: kill with signal 0 only checks for existence.
+    let exists = unsafe { libc::kill(pid, 0) == 0 };
+    exists && !is_zombie(pid)
+}
+
+/// A zombie has exited; only its parent's wait is missing.
+fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| rest.starts_with('Z')))
+        .unwrap_or(true)
+}
+
+fn wait_gone(pid: i32, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while alive(pid) {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(POLL);
+    }
+    true
+}
+
+fn signal(pid: i32, sig: i32) {
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe {
+        libc::kill(pid, sig);
+    }
+}
+
+fn own_pid() -> i32 {
+    std::process::id() as i32
+}
+
+fn exe_path() -> PathBuf {
+    std::env::current_exe().unwrap_or_else(|_| PathBuf::from("dsync"))
+}
+
+fn systemctl(args: &[&str]) -> Result<(), String> {
+    let status = Command::new("systemctl")
+        .args(args)
+        .status()
+        .map_err(|e| format!("cannot run systemctl: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("systemctl {} failed ({status})", args.join(" ")))
+    }
+}
+
+/// The values a unit is made of.
+#[derive(Debug, Clone)]
+pub struct UnitValues {
+    pub dsync: PathBuf,
+    pub home: PathBuf,
+    pub user: String,
+    pub webroot: Option<PathBuf>,
+    /// The service listens on a port below 1024 (needs CAP_NET_BIND_SERVICE).
+    pub low_port: bool,
+}
+
+fn unit_for(home: &Home, config: &Config) -> Result<String, String> {
+    let owner = std::fs::metadata(&home.root)
+        .map_err(|e| format!("cannot read {}: {e}", home.root.display()))?
+        .uid();
+    let (global, _) = crate::manager::xync::load(&home.xync_conf());
+    let dsync = std::fs::canonicalize(exe_path()).unwrap_or_else(|_| exe_path());
+    render_unit(
+        UNIT_TEMPLATE,
+        &UnitValues {
+            dsync,
+            home: home.root.clone(),
+            user: user_name(owner),
+            webroot: global.webroot,
+            low_port: config.listen.port() < 1024,
+        },
+    )
+}
+
+/// Fill in the template's placeholders.
+pub fn render_unit(template: &str, v: &UnitValues) -> Result<String, String> {
+    let path = |p: &Path| -> Result<String, String> {
+        let s = p
+            .to_str()
+            .ok_or_else(|| format!("{} is not UTF-8", p.display()))?;
+        if !p.is_absolute()
+            || s.chars()
+                .any(|c| c.is_whitespace() || c.is_control() || "\"'\\$".contains(c))
+        {
+            return Err(format!(
+                "{s} cannot go into a systemd unit as it is (absolute paths without spaces, quotes, backslashes or $ only)"
+            ));
+        }
+        Ok(s.replace('%', "%%")) // systemd specifiers
+    };
+    if v.user.is_empty() || v.user.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "`{}` is not a user name for a unit",
+            v.user.escape_default()
+        ));
+    }
+    let caps = if v.low_port {
+        "CapabilityBoundingSet=CAP_NET_BIND_SERVICE\nAmbientCapabilities=CAP_NET_BIND_SERVICE"
+    } else {
+        "CapabilityBoundingSet="
+    };
+    let webroot = match &v.webroot {
+        Some(w) => Some(path(w)?),
+        None => None,
+    };
+    let mut out = String::new();
+    for line in template.lines() {
+        let line = match (&webroot, line.contains("@WEBROOT@")) {
+            (None, true) => {
+                "# (webroot= is not set in xync.conf: nothing more to make read-only)".to_string()
+            }
+            // `-`: a webroot missing at boot must not keep the service down.
+            (Some(w), true) => line.replace("@WEBROOT@", &format!("-{w}")),
+            _ => line.to_string(),
+        };
+        let line = line
+            .replace("@DSYNC@", &path(&v.dsync)?)
+            .replace("@HOME@", &path(&v.home)?)
+            .replace("@USER@", &v.user)
+            .replace("@CAPABILITIES@", caps);
+        out.push_str(&line);
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values() -> UnitValues {
+        UnitValues {
+            dsync: PathBuf::from("/usr/local/bin/dsync"),
+            home: PathBuf::from("/home/mirror/dxync"),
+            user: "mirror".into(),
+            webroot: Some(PathBuf::from("/srv/mirrors")),
+            low_port: false,
+        }
+    }
+
+    #[test]
+    fn unit_is_filled_in_and_hardened() {
+        let unit = render_unit(UNIT_TEMPLATE, &values()).unwrap();
+        for want in [
+            "ExecStart=\"/usr/local/bin/dsync\" -home \"/home/mirror/dxync\" -service -foreground",
+            "User=mirror",
+            "ReadWritePaths=/home/mirror/dxync",
+            "ReadOnlyPaths=-/srv/mirrors",
+            "NoNewPrivileges=yes",
+            "ProtectSystem=strict",
+            "ProtectHome=read-only",
+            "PrivateTmp=yes",
+            "CapabilityBoundingSet=\n",
+        ] {
+            assert!(unit.contains(want), "{want}\n{unit}");
+        }
+        let lines_with_placeholders: Vec<&str> = unit
+            .lines()
+            .filter(|l| !l.starts_with('#') && l.contains('@'))
+            .collect();
+        assert!(
+            lines_with_placeholders.is_empty(),
+            "{lines_with_placeholders:?}"
+        );
+    }
+
+    #[test]
+    fn unit_variants() {
+        let mut v = values();
+        v.webroot = None;
+        v.low_port = true;
+        v.home = PathBuf::from("/srv/100%/dx");
+        let unit = render_unit(UNIT_TEMPLATE, &v).unwrap();
+        assert!(!unit.contains("ReadOnlyPaths="), "{unit}");
+        assert!(unit.contains("AmbientCapabilities=CAP_NET_BIND_SERVICE"));
+        assert!(unit.contains("ReadWritePaths=/srv/100%%/dx"));
+        v.home = PathBuf::from("/home/my mirror");
+        assert!(render_unit(UNIT_TEMPLATE, &v).is_err());
+    }
+
+    #[test]
+    fn pid_file_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dtp.pid");
+        write_pid_file(&path, "127.0.0.1:47921".parse().unwrap()).unwrap();
+        let r = read_pid_file(&path).unwrap();
+        assert_eq!(r.pid, own_pid());
+        assert_eq!(r.addr, Some("127.0.0.1:47921".parse().unwrap()));
+        // This test process is no `-service`.
+        assert!(!is_service(own_pid()));
+    }
+}
