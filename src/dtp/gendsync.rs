@@ -38,9 +38,21 @@ pub fn run(home: &Home) -> u8 {
     if failed { exit::FAILURE } else { exit::OK }
 }
 
-/// Generate and install one manifest; the summary line, or why not.
+/// `-gendsync` for one repository: not while it syncs (the tree is changing;
+/// the worker writes the manifest itself when the sync succeeds).
 fn one(home: &Home, repo: &Repo) -> Result<String, String> {
-    let Some(_lock) = lock(home, &repo.name)? else {
+    let sync_lock = home.run_dir().join(format!("{}.lock", repo.name));
+    let Some(_sync) = lock(&sync_lock)? else {
+        return Ok("skipped: a sync of it is running; it writes the manifest when done".into());
+    };
+    after_sync(home, repo)
+}
+
+/// Generate and install one manifest; the summary line, or why not. The
+/// caller holds the repository's sync lock.
+pub fn after_sync(home: &Home, repo: &Repo) -> Result<String, String> {
+    let gendsync_lock = home.run_dir().join(format!("gendsync-{}.lock", repo.name));
+    let Some(_lock) = lock(&gendsync_lock)? else {
         return Ok("skipped: another dsync -gendsync is writing its manifest".to_string());
     };
     let started = Instant::now();
@@ -72,18 +84,19 @@ fn one(home: &Home, repo: &Repo) -> Result<String, String> {
     ))
 }
 
-/// `run/gendsync-NAME.lock`, held while the manifest is made (kept out of the
-/// tree, which may be read-only to everyone but the syncing user); `None`
-/// when another process holds it.
-fn lock(home: &Home, name: &str) -> Result<Option<File>, String> {
-    let path = home.run_dir().join(format!("gendsync-{name}.lock"));
-    let file = std::fs::create_dir_all(home.run_dir())
+/// Take the `flock` of `path` without waiting; `None` when another process
+/// holds it. The locks live in `run/`, out of the tree (which may be
+/// read-only to everyone but the syncing user): `gendsync-NAME.lock` while a
+/// manifest is made, `NAME.lock` while the repository syncs.
+fn lock(path: &std::path::Path) -> Result<Option<File>, String> {
+    let dir = path.parent().unwrap_or(path);
+    let file = std::fs::create_dir_all(dir)
         .and_then(|()| {
             OpenOptions::new()
                 .create(true)
                 .truncate(false)
                 .write(true)
-                .open(&path)
+                .open(path)
         })
         .map_err(|e| format!("cannot open the lock {}: {e}", path.display()))?;
     match flock(&file, FlockOperation::NonBlockingLockExclusive) {
@@ -141,11 +154,15 @@ mod tests {
             top.path(),
             &[("a", &format!("save={}\ndsync=true\n", a.display()))],
         );
-        let held = lock(&home, "a").unwrap().unwrap();
-        assert!(lock(&home, "a").unwrap().is_none());
-        assert_eq!(run(&home), exit::OK);
-        assert!(!a.join("data.dsync").exists());
-        drop(held);
+        // Another -gendsync, then a sync of the repository, hold their locks.
+        for held in ["gendsync-a.lock", "a.lock"] {
+            let path = home.run_dir().join(held);
+            let held = lock(&path).unwrap().unwrap();
+            assert!(lock(&path).unwrap().is_none());
+            assert_eq!(run(&home), exit::OK);
+            assert!(!a.join("data.dsync").exists(), "{path:?} held");
+            drop(held);
+        }
         assert_eq!(run(&home), exit::OK);
         assert!(a.join("data.dsync").exists());
     }
