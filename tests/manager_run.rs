@@ -462,3 +462,26 @@ fn logdir_and_logtime_give_each_repository_dated_logs_of_its_own() {
     let log = std::fs::read_to_string(dir.join(&names[0])).unwrap();
     assert!(log.contains("sync of dated done"), "{log}");
 }
+
+#[test]
+fn a_dsync_true_repository_publishes_its_manifest_after_each_sync() {
+    let mut site = Site::new();
+    site.upstream("pub", 1000);
+    site.serve();
+    let save = site.repo("pub", &format!("{}\ndsync=true", site.src("pub")));
+    assert_success(&site.run(&["-sync", "pub"]));
+    let bytes = std::fs::read(save.join("data.dsync")).expect("data.dsync after the sync");
+    let manifest = dsync::dtp::manifest::Manifest::decode(&bytes, &Default::default())
+        .expect("a valid manifest");
+    let paths: Vec<String> = manifest
+        .entries
+        .iter()
+        .map(|e| e.path.display().to_string())
+        .collect();
+    assert_eq!(paths, ["README", "big.bin", "sub", "sub/file"]);
+    assert!(
+        site.log("pub").contains("manifest: 4 entries"),
+        "{}",
+        site.log("pub")
+    );
+}

@@ -150,9 +150,25 @@ impl<'a> Worker<'a> {
         });
         let result = match upstream {
             Err(diag) => Err((exit::CONFIG as i32, diag.to_string())),
-            Ok(source) => self.with_retries(&source),
+            Ok(source) => {
+                let result = self.with_retries(&source);
+                if result.is_ok() && self.repo.dsync && !matches!(source, Source::Dtp(_)) {
+                    self.publish();
+                }
+                result
+            }
         };
         self.finish(result)
+    }
+
+    /// `dsync=true`: write the DTP manifest of the tree just synced (a DTP
+    /// sync installs its upstream's verified manifest instead). A failure here
+    /// is logged; the sync itself succeeded.
+    fn publish(&self) {
+        match crate::dtp::gendsync::after_sync(self.home, self.repo) {
+            Ok(summary) => self.log.line(&format!("manifest: {summary}")),
+            Err(e) => self.log.line(&format!("manifest not written: {e}")),
+        }
     }
 
     /// Up to `retries` tries; only transient failures are tried again, after a
@@ -216,9 +232,7 @@ impl<'a> Worker<'a> {
             .iter()
             .filter_map(|a| a.parse().ok())
             .collect();
-        // `dtp-connections` is checked in xync.conf but not kept in `Global`
-        // yet: the client's default until it is.
-        options.connections = client::DEFAULT_CONNECTIONS;
+        options.connections = self.global.dtp_connections;
         options.max_delete = self.global.max_delete;
         options.timeout = Duration::from_secs(self.global.timeout);
         // Tests shorten ftpsync's UIPSLEEP of 5 minutes.

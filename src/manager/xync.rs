@@ -54,6 +54,8 @@ pub struct Global {
     /// `dtp-maxconn`: DTP connections one client address may hold, 1-10000
     /// (default 64: a client opens `dtp-connections`, 50 by default).
     pub dtp_maxconn: usize,
+    /// `dtp-connections`: parallel downloads of a DTP sync (default 50).
+    pub dtp_connections: usize,
     /// `dtp-bwlimit`: KiB/s one client address may download from the DTP
     /// service, shared by its connections; 0 is no limit (the default).
     pub dtp_bwlimit: u64,
@@ -84,6 +86,7 @@ impl Default for Global {
             contimeout: 60,
             dtp_listen: DTP_LISTEN_DEFAULT.to_string(),
             dtp_maxconn: 64,
+            dtp_connections: 50,
             dtp_bwlimit: 0,
         }
     }
@@ -252,9 +255,7 @@ fn apply(g: &mut Global, key: &str, value: &str) -> Result<Option<Problem>, Prob
             }
             g.dtp_listen = value.to_string();
         }
-        "dtp-connections" => {
-            number_in(key, value, 1, 1000, "50")?;
-        }
+        "dtp-connections" => g.dtp_connections = number_in(key, value, 1, 1000, "50")? as usize,
         "dtp-maxconn" => g.dtp_maxconn = number_in(key, value, 1, 10000, "64")? as usize,
         "dtp-bwlimit" => g.dtp_bwlimit = number_in(key, value, 0, 100_000_000, "10240")?,
         _ => unreachable!("{key} is in KEYS but not handled"),

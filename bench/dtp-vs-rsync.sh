@@ -1,0 +1,199 @@
+#!/usr/bin/env bash
+# DTP against rsync on this machine, in one run: the same tree served by a
+# local `rsync --daemon` and by the DTP service on 127.0.0.1, each mirrored
+# three times (initial full sync, no-change sync, 1%-changed sync).
+#
+#   bench/dtp-vs-rsync.sh [-n SMALL_FILES] [-l LARGE_FILES] [-s LARGE_MB] [-k]
+#
+#   -n  small files (1-16 KiB each; default 20000)
+#   -l  large files (default 3)
+#   -s  size of each large file in MiB (default 64)
+#   -k  keep the work folder (printed at the end)
+#
+# Needs rsync, python3 and cargo. Everything runs on loopback, so this
+# measures per-file overhead and local throughput, not a real WAN. The DTP
+# times are those of `dsync -sync` (scheduler, worker, client) and include
+# no manifest generation: that is upstream work, timed on its own line.
+set -euo pipefail
+
+small=20000
+large=3
+large_mb=64
+keep=0
+while getopts "n:l:s:kh" opt; do
+    case "$opt" in
+        n) small=$OPTARG ;;
+        l) large=$OPTARG ;;
+        s) large_mb=$OPTARG ;;
+        k) keep=1 ;;
+        *) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    esac
+done
+
+for tool in rsync python3 cargo; do
+    command -v "$tool" >/dev/null || { echo "bench: $tool is needed" >&2; exit 1; }
+done
+
+repo_dir=$(cd "$(dirname "$0")/.." && pwd)
+echo "== building dsync (release)"
+(cd "$repo_dir" && cargo build --release --quiet)
+dsync_bin="$repo_dir/target/release/dsync"
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/dtp-bench.XXXXXX")
+rsyncd_pid=""
+service_pid=""
+cleanup() {
+    # Only the two servers this script started, by their own pids.
+    [ -n "$rsyncd_pid" ] && kill "$rsyncd_pid" 2>/dev/null && wait "$rsyncd_pid" 2>/dev/null
+    [ -n "$service_pid" ] && kill "$service_pid" 2>/dev/null && wait "$service_pid" 2>/dev/null
+    if [ "$keep" = 1 ]; then
+        echo "work folder kept: $work"
+    else
+        rm -rf "$work"
+    fi
+}
+trap cleanup EXIT
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+wait_port() {
+    local port=$1
+    for _ in $(seq 1 200); do
+        if python3 -c "import socket,sys; socket.create_connection(('127.0.0.1',$port),0.2)" 2>/dev/null; then
+            return 0
+        fi
+        sleep 0.05
+    done
+    echo "bench: nothing listens on port $port" >&2
+    return 1
+}
+
+now() { date +%s.%N; }
+elapsed() { python3 -c "print(f'{$2 - $1:.2f}')"; }
+
+src="$work/www/bench"
+mkdir -p "$src"
+
+echo "== making the tree: $small small files, $large x $large_mb MiB"
+python3 - "$src" "$small" "$large" "$large_mb" <<'EOF'
+import os, random, sys
+root, small, large, large_mb = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+rng = random.Random(1)
+for i in range(small):
+    d = os.path.join(root, "pool", f"d{i // 100:04d}")
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, f"f{i:06d}.deb"), "wb") as f:
+        f.write(rng.randbytes(rng.randint(1024, 16384)))
+os.makedirs(os.path.join(root, "big"), exist_ok=True)
+for i in range(large):
+    with open(os.path.join(root, "big", f"image{i}.iso"), "wb") as f:
+        for _ in range(large_mb):
+            f.write(rng.randbytes(1 << 20))
+EOF
+
+# rsync daemon.
+rsync_port=$(free_port)
+cat >"$work/rsyncd.conf" <<EOF
+use chroot = no
+pid file = $work/rsyncd.pid
+log file = $work/rsyncd.log
+[bench]
+    path = $src
+    read only = yes
+    exclude = data.dsync .dsync-cache
+EOF
+rsync --daemon --no-detach --port="$rsync_port" --address=127.0.0.1 --config="$work/rsyncd.conf" &
+rsyncd_pid=$!
+
+# DTP host: the service, and dsync=true for -gendsync.
+dtp_port=$(free_port)
+host="$work/host"
+mkdir -p "$host/dtp" "$host/repos"
+printf 'webroot=%s\ndtp-listen=127.0.0.1:%s\n' "$work/www" "$dtp_port" >"$host/xync.conf"
+echo bench >"$host/dtp/list.conf"
+printf 'repo=bench\nsave=%s\ndsync=true\n' "$src" >"$host/repos/bench.conf"
+t0=$(now)
+"$dsync_bin" -home "$host" -gendsync >/dev/null
+gen_first=$(elapsed "$t0" "$(now)")
+"$dsync_bin" -home "$host" -service -foreground >"$work/service.out" 2>&1 &
+service_pid=$!
+wait_port "$rsync_port"
+wait_port "$dtp_port"
+
+# DTP client home.
+client="$work/client"
+dtp_mirror="$work/mirror-dtp"
+rsync_mirror="$work/mirror-rsync"
+mkdir -p "$client/repos" "$dtp_mirror" "$rsync_mirror"
+: >"$client/xync.conf"
+printf 'repo=bench\nsave=%s\ndsync-url=dtp://127.0.0.1:%s/bench\n' "$dtp_mirror" "$dtp_port" \
+    >"$client/repos/bench.conf"
+
+run_rsync() {
+    rsync -a --delete "rsync://127.0.0.1:$rsync_port/bench/" "$rsync_mirror/"
+}
+run_dtp() {
+    DSYNC_SENDMAIL=/bin/true "$dsync_bin" -home "$client" -sync bench >/dev/null || {
+        echo "bench: the DTP sync failed; its log:" >&2
+        tail -20 "$client/logs/bench.log" >&2
+        exit 1
+    }
+}
+timed() {
+    local t0
+    t0=$(now)
+    "$@"
+    elapsed "$t0" "$(now)"
+}
+
+declare -A result
+measure() {
+    local name=$1
+    result[$name,rsync]=$(timed run_rsync)
+    result[$name,dtp]=$(timed run_dtp)
+}
+
+echo "== initial full sync"
+measure initial
+echo "== no-change sync"
+measure unchanged
+echo "== changing 1% of the small files"
+python3 - "$src" "$small" <<'EOF'
+import os, random, sys, time
+root, small = sys.argv[1], int(sys.argv[2])
+rng = random.Random(2)
+for i in rng.sample(range(small), max(1, small // 100)):
+    p = os.path.join(root, "pool", f"d{i // 100:04d}", f"f{i:06d}.deb")
+    with open(p, "wb") as f:
+        f.write(rng.randbytes(rng.randint(1024, 16384)))
+    t = time.time() + 120
+    os.utime(p, (t, t))
+EOF
+t0=$(now)
+"$dsync_bin" -home "$host" -gendsync >/dev/null
+gen_change=$(elapsed "$t0" "$(now)")
+measure changed
+
+# Both mirrors must equal the source.
+diff -r --exclude=data.dsync --exclude=.dsync-cache "$src" "$rsync_mirror" >/dev/null \
+    || { echo "bench: the rsync mirror differs" >&2; exit 1; }
+diff -r --exclude=data.dsync --exclude=.dsync-cache "$src" "$dtp_mirror" >/dev/null \
+    || { echo "bench: the DTP mirror differs" >&2; exit 1; }
+
+echo
+echo "tree: $small small files (1-16 KiB), $large x $large_mb MiB; loopback; $(nproc) CPUs"
+printf '%-22s %10s %10s %10s\n' scenario "rsync s" "dtp s" "dtp/rsync"
+for name in initial unchanged changed; do
+    case $name in
+        initial) label="initial full sync" ;;
+        unchanged) label="no-change sync" ;;
+        changed) label="1% changed" ;;
+    esac
+    r=${result[$name,rsync]}
+    d=${result[$name,dtp]}
+    ratio=$(python3 -c "print(f'{$d / $r:.2f}' if $r > 0 else '-')")
+    printf '%-22s %10s %10s %10s\n' "$label" "$r" "$d" "$ratio"
+done
+echo "upstream -gendsync: $gen_first s first (hashing all), $gen_change s after the change (cache)"

@@ -1,0 +1,121 @@
+//! Why a DTP sync failed, in words an operator can act on.
+
+use std::path::PathBuf;
+
+use crate::dtp::manifest::ManifestError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(
+        "{url} is not a DTP URL: {reason}; write dtp://HOST[:PORT]/REPO or http(s)://HOST[:PORT]/REPO/"
+    )]
+    BadUrl { url: String, reason: String },
+
+    #[error(
+        "cannot fetch {url}: {reason}; check that the DTP service runs there and the network path to it"
+    )]
+    Network { url: String, reason: String },
+
+    #[error(
+        "there is no manifest at {url} (HTTP 404): the host does not serve this repository, or has not made its manifest yet (dsync -gendsync)"
+    )]
+    NoManifest { url: String },
+
+    #[error("{url} answered HTTP {status}{hint}")]
+    Http {
+        url: String,
+        status: u16,
+        hint: &'static str,
+    },
+
+    #[error(
+        "the manifest {url} is not valid ({source}); the upstream must regenerate it (dsync -gendsync)"
+    )]
+    Manifest {
+        url: String,
+        #[source]
+        source: ManifestError,
+    },
+
+    #[error(
+        "the upstream is updating its archive ({file} present) and still was after {tries} tries; the next run tries again"
+    )]
+    UpdateInProgress { file: String, tries: u32 },
+
+    #[error(
+        "refusing to delete {count} entries (max-delete={max}); nothing was changed: if the upstream really shrank, raise max-delete in xync.conf for one run"
+    )]
+    TooManyDeletions { count: u64, max: u64 },
+
+    /// The bytes served are not those the manifest describes: a broken or
+    /// hostile upstream. The partial file is removed.
+    #[error("{path}: {reason}; the file was discarded and the mirror keeps its previous state")]
+    Verify { path: String, reason: String },
+
+    #[error("{path}: {op} failed: {source}")]
+    Local {
+        path: PathBuf,
+        op: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("cannot start the HTTP client: {0}")]
+    Setup(String),
+
+    #[error("stopped by signal {0}")]
+    Stopped(i32),
+}
+
+impl ClientError {
+    /// Worth another try later (the network, a busy or changing upstream),
+    /// unlike bad data or a local problem, which a retry would only repeat.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ClientError::Network { .. } => true,
+            ClientError::Http { status, .. } => *status == 404 || *status >= 500,
+            _ => false,
+        }
+    }
+
+    pub(crate) fn local(
+        path: impl Into<PathBuf>,
+        op: &'static str,
+        source: std::io::Error,
+    ) -> Self {
+        ClientError::Local {
+            path: path.into(),
+            op,
+            source,
+        }
+    }
+}
+
+/// What an HTTP status from a DTP host most likely means for the operator.
+pub(crate) fn status_hint(status: u16) -> &'static str {
+    match status {
+        403 => "; this address is not in the host's dtp/firewall.conf: ask its operator",
+        404 => {
+            "; the repository is not served there, or it changed during the sync (the next run tries again)"
+        }
+        416 => "; the host refused a byte range",
+        503 => "; the host is busy (too many connections from this address): lower dtp-connections",
+        s if s >= 500 => "; the host has a problem, the next run tries again",
+        _ => "",
+    }
+}
+
+/// A reqwest error with its causes, which its `Display` leaves out.
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let words = cause.to_string();
+        if !text.contains(&words) {
+            text.push_str(": ");
+            text.push_str(&words);
+        }
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,165 @@
+//! HTTP to the DTP host: one client (and connection pool) per local address,
+//! requests spread over them in turn, so a host with several uplinks uses all.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use reqwest::header::{CONTENT_RANGE, IF_NONE_MATCH, RANGE};
+
+use super::error::{ClientError, chain, status_hint};
+use super::url;
+
+pub struct Fetcher {
+    base: String,
+    clients: Vec<reqwest::Client>,
+    next: AtomicUsize,
+}
+
+/// The answer to "has the manifest changed?".
+pub enum ManifestReply {
+    NotModified,
+    Body(Vec<u8>),
+}
+
+/// How a file download starts.
+pub enum Start {
+    /// `200`: the whole file, from byte 0.
+    Whole(reqwest::Response),
+    /// `206`: from the offset asked for.
+    Rest(reqwest::Response),
+}
+
+impl Fetcher {
+    /// `connections` bounds the idle connections kept per address; a zero
+    /// `timeout` means none.
+    pub fn new(
+        base: &str,
+        addresses: &[IpAddr],
+        connections: usize,
+        timeout: Duration,
+    ) -> Result<Fetcher, ClientError> {
+        // reqwest is built without a default TLS provider: name ours once.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let locals: Vec<Option<IpAddr>> = if addresses.is_empty() {
+            vec![None]
+        } else {
+            addresses.iter().copied().map(Some).collect()
+        };
+        let clients = locals
+            .into_iter()
+            .map(|local| {
+                let mut builder = reqwest::Client::builder()
+                    .user_agent(concat!("dsync/", env!("CARGO_PKG_VERSION")))
+                    // Straight to the host, as rsync does: a proxy would also
+                    // hide which local address a connection uses.
+                    .no_proxy()
+                    .pool_max_idle_per_host(connections.max(1))
+                    .local_address(local);
+                if !timeout.is_zero() {
+                    builder = builder.connect_timeout(timeout).read_timeout(timeout);
+                }
+                builder.build().map_err(|e| ClientError::Setup(chain(&e)))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Fetcher {
+            base: base.to_string(),
+            clients,
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    pub fn manifest_url(&self) -> String {
+        format!("{}{}", self.base, crate::dtp::MANIFEST)
+    }
+
+    fn client(&self) -> &reqwest::Client {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        &self.clients[n % self.clients.len()]
+    }
+
+    /// `GET data.dsync`, conditional on `etag`; at most `max` bytes.
+    pub async fn manifest(
+        &self,
+        etag: Option<&str>,
+        max: u64,
+    ) -> Result<ManifestReply, ClientError> {
+        let url = self.manifest_url();
+        let mut request = self.client().get(&url);
+        if let Some(etag) = etag {
+            request = request.header(IF_NONE_MATCH, etag);
+        }
+        let mut response = request.send().await.map_err(|e| network(&url, &e))?;
+        match response.status() {
+            StatusCode::NOT_MODIFIED => return Ok(ManifestReply::NotModified),
+            StatusCode::OK => {}
+            StatusCode::NOT_FOUND => return Err(ClientError::NoManifest { url }),
+            status => return Err(http(&url, status)),
+        }
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| network(&url, &e))? {
+            if (bytes.len() + chunk.len()) as u64 > max {
+                return Err(ClientError::Manifest {
+                    url,
+                    source: crate::dtp::manifest::ManifestError::Invalid {
+                        line: 0,
+                        reason: format!("larger than the limit of {max} bytes"),
+                    },
+                });
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(ManifestReply::Body(bytes))
+    }
+
+    /// `GET` a file from byte `from` on (`Range: bytes=FROM-` when not 0).
+    pub async fn file(&self, raw: &[u8], from: u64) -> Result<Start, ClientError> {
+        let url = url::file(&self.base, raw);
+        let mut request = self.client().get(&url);
+        if from > 0 {
+            request = request.header(RANGE, format!("bytes={from}-"));
+        }
+        let response = request.send().await.map_err(|e| network(&url, &e))?;
+        match response.status() {
+            StatusCode::OK => Ok(Start::Whole(response)),
+            StatusCode::PARTIAL_CONTENT if from > 0 => {
+                // Only `bytes FROM-…` continues what we have; anything else
+                // is taken as the whole file would be: start over.
+                let starts_right = response
+                    .headers()
+                    .get(CONTENT_RANGE)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.strip_prefix("bytes "))
+                    .and_then(|v| v.split('-').next())
+                    .and_then(|v| v.parse::<u64>().ok())
+                    == Some(from);
+                if starts_right {
+                    Ok(Start::Rest(response))
+                } else {
+                    Err(ClientError::Http {
+                        url,
+                        status: 206,
+                        hint: "; the host answered another byte range than asked",
+                    })
+                }
+            }
+            status => Err(http(&url, status)),
+        }
+    }
+}
+
+pub fn network(url: &str, e: &reqwest::Error) -> ClientError {
+    ClientError::Network {
+        url: url.to_string(),
+        reason: chain(e),
+    }
+}
+
+fn http(url: &str, status: StatusCode) -> ClientError {
+    ClientError::Http {
+        url: url.to_string(),
+        status: status.as_u16(),
+        hint: status_hint(status.as_u16()),
+    }
+}
