@@ -47,6 +47,31 @@ pub fn spawn(cmd: &mut Command) -> io::Result<GroupChild> {
     })
 }
 
+/// Start `cmd` in the background, in a new session (no controlling terminal,
+/// out of our process group, so it outlives the shell that started it), with
+/// standard input from /dev/null and its output appended to `log`: the
+/// background forms of `-nolog` and `-service`.
+pub fn spawn_detached(cmd: &mut Command, log: &std::path::Path) -> io::Result<Child> {
+    if let Some(dir) = log.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)?;
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    // SAFETY: setsid is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    cmd.spawn()
+}
+
 /// Run `cmd` to completion in its own group and return how it ended.
 pub fn run(cmd: &mut Command) -> io::Result<ExitStatus> {
     spawn(cmd)?.wait()

@@ -711,3 +711,87 @@ fn set_mtime(path: &Path, time: std::time::SystemTime) {
         .set_modified(time)
         .unwrap();
 }
+
+/// hook1..hook4 run at ftpsync's points of a DTP sync (hook2 between the
+/// stages sees the old Release), and a Debian-style mirror gets our trace
+/// file after every sync, kept across later syncs though the upstream does
+/// not list it.
+#[test]
+fn hooks_run_at_ftpsyncs_points_and_the_trace_is_written() {
+    let host = Host::start(&["repo"]);
+    let up = host.root("repo");
+    let spec = small_spec();
+    archive::write_revision(&up, &spec, 1).unwrap();
+    host.gendsync("repo");
+    let work = tempfile::tempdir().unwrap();
+    let (home, save) = client_home(work.path(), &host, "repo", "");
+    let out_dir = work.path().join("hooks");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let order = out_dir.join("order");
+    let conf = home.join("repos/repo.conf");
+    let mut text = std::fs::read_to_string(&conf).unwrap();
+    for n in [1, 3, 4] {
+        text.push_str(&format!(
+            "hook{n}=sh -c 'echo {n} >> {}'\n",
+            order.display()
+        ));
+    }
+    // ftpsync's spelling works too; hook2 keeps the Release it sees.
+    text.push_str(&format!(
+        "HOOK2=sh -c 'echo 2 >> {o}; cp {r} {k} 2>/dev/null || :'\n",
+        o = order.display(),
+        r = save.join("dists/bookworm/Release").display(),
+        k = out_dir.join("Release-between-stages").display()
+    ));
+    std::fs::write(&conf, text).unwrap();
+
+    let out = dsync(&home).args(["-sync", "repo"]).output().unwrap();
+    let log = || std::fs::read_to_string(home.join("logs/repo.log")).unwrap_or_default();
+    assert_eq!(out.status.code(), Some(0), "{}", log());
+    assert_eq!(std::fs::read_to_string(&order).unwrap(), "1\n2\n3\n4\n");
+    let trace_path = save.join("project/trace").join(dsync::host::fqdn());
+    let trace = std::fs::read_to_string(&trace_path).expect("our trace after a DTP sync");
+    assert!(
+        trace.contains(&format!("Upstream-mirror: {}", host.url("repo"))),
+        "{trace}"
+    );
+    assert!(trace.contains("Trigger: cron"), "{trace}");
+    assert!(trace.contains("Archive serial: "), "{trace}");
+
+    // The next revision: hook2 still sees revision 1's Release; our trace stays.
+    let release1 = std::fs::read(save.join("dists/bookworm/Release")).unwrap();
+    archive::write_revision(&up, &spec, 2).unwrap();
+    host.gendsync("repo");
+    let out = dsync(&home).args(["-sync", "repo"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", log());
+    assert_eq!(
+        std::fs::read(out_dir.join("Release-between-stages")).unwrap(),
+        release1,
+        "between the stages the indices are the old ones"
+    );
+    assert_ne!(
+        std::fs::read(save.join("dists/bookworm/Release")).unwrap(),
+        release1
+    );
+    assert!(
+        trace_path.exists(),
+        "the client never deletes our own trace"
+    );
+    assert_consistent(&save, &spec);
+
+    // A failing hook fails the sync.
+    let text = std::fs::read_to_string(&conf).unwrap() + "hook3=false\n";
+    std::fs::write(
+        &conf,
+        text.replace(
+            &format!("hook3=sh -c 'echo 3 >> {}'\n", order.display()),
+            "",
+        ),
+    )
+    .unwrap();
+    archive::write_revision(&up, &spec, 3).unwrap();
+    host.gendsync("repo");
+    let out = dsync(&home).args(["-sync", "repo"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(log().contains("hook 3 (false) failed"), "{}", log());
+}

@@ -9,7 +9,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use crate::dtp::server::{self, Config};
@@ -263,26 +263,11 @@ fn prepare(home: &Home) -> Result<Config, u8> {
 /// This binary again, `-home H -service -foreground`, in a session of its
 /// own (no terminal to lose), output appended to the service log.
 fn spawn(home: &Home, log_path: &Path) -> std::io::Result<Child> {
-    std::fs::create_dir_all(home.logs_dir())?;
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log_path)?;
     let mut cmd = Command::new(exe_path());
     cmd.arg("-home")
         .arg(&home.root)
-        .args(["-service", "-foreground"])
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log);
-    // SAFETY: setsid is async-signal-safe and touches no memory of the parent.
-    unsafe {
-        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
-            libc::setsid();
-            Ok(())
-        });
-    }
-    cmd.spawn()
+        .args(["-service", "-foreground"]);
+    crate::process::spawn_detached(&mut cmd, log_path)
 }
 
 /// Until the child has written the pid file and its port answers, or it died.

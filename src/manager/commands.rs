@@ -5,7 +5,7 @@
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use super::home::Home;
 use super::scheduler::{self, Selection};
@@ -141,31 +141,14 @@ fn parse(args: &[String]) -> Result<(Action, Options), String> {
 /// `logs/dsync.log`, so the terminal may close.
 fn detach(home: &Home, args: &[String]) -> u8 {
     let log_path = home.logs_dir().join("dsync.log");
-    let started = std::fs::create_dir_all(home.logs_dir())
-        .and_then(|()| {
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&log_path)
-        })
-        .and_then(|log| {
-            let mut cmd = Command::new(std::env::current_exe()?);
-            cmd.args(
-                args.iter()
-                    .filter(|a| !matches!(a.as_str(), "-nolog" | "--nolog")),
-            )
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
-            // SAFETY: setsid is async-signal-safe; it detaches from the terminal.
-            unsafe {
-                std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
-                    libc::setsid();
-                    Ok(())
-                });
-            }
-            cmd.spawn()
-        });
+    let started = std::env::current_exe().and_then(|exe| {
+        let mut cmd = Command::new(exe);
+        cmd.args(
+            args.iter()
+                .filter(|a| !matches!(a.as_str(), "-nolog" | "--nolog")),
+        );
+        crate::process::spawn_detached(&mut cmd, &log_path)
+    });
     match started {
         Ok(child) => {
             println!(

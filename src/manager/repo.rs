@@ -38,6 +38,9 @@ pub struct Repo {
     pub dsync_url: Option<String>,
     /// `mailto=`: overrides the global one for this repository.
     pub mailto: Option<String>,
+    /// `hook1=`..`hook5=` (or ftpsync's spelling `HOOK1=`..): commands run at
+    /// ftpsync's hook points of a DTP sync (an ftpsync block has its own).
+    pub hooks: [Option<String>; 5],
 }
 
 /// The ftpsync.conf text that follows `ftpsync=true`, with the line it starts on
@@ -113,6 +116,16 @@ pub const KEYS: &[&str] = &[
     "dsync",
     "dsync-url",
     "mailto",
+    "hook1",
+    "hook2",
+    "hook3",
+    "hook4",
+    "hook5",
+    "HOOK1",
+    "HOOK2",
+    "HOOK3",
+    "HOOK4",
+    "HOOK5",
 ];
 
 const GLOBAL_KEYS: OtherFile = OtherFile {
@@ -294,6 +307,13 @@ pub fn parse(path: &Path, text: &str) -> (Option<Repo>, Vec<Diagnostic>) {
         }
     });
 
+    let hooks = [1, 2, 3, 4, 5].map(|n| {
+        get(&format!("hook{n}"))
+            .or_else(|| get(&format!("HOOK{n}")))
+            .map(|(_, v)| v.to_string())
+            .filter(|v| !v.is_empty())
+    });
+
     // The ftpsync block: evaluated like ftpsync would, and checked like ftpsync does.
     let mut to: Option<(usize, String)> = None;
     if let Some((ftpsync_line, b)) = &block {
@@ -397,6 +417,7 @@ pub fn parse(path: &Path, text: &str) -> (Option<Repo>, Vec<Diagnostic>) {
         dsync,
         dsync_url,
         mailto,
+        hooks,
     };
     (Some(repo), diags)
 }

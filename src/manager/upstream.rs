@@ -288,6 +288,7 @@ mod tests {
             dsync: false,
             dsync_url: None,
             mailto: None,
+            hooks: Default::default(),
         }
     }
 

@@ -222,9 +222,13 @@ impl<'a> Worker<'a> {
         }
     }
 
-    /// DTP: every `ipadd` address in turn, one connection pool per address.
+    /// DTP: every `ipadd` address in turn, one connection pool per address;
+    /// ftpsync's hooks and trace files around it.
     fn run_dtp(&self, url: &str) -> (SyncResult, bool) {
         use crate::dtp::client::{self, ClientOptions};
+        let started = Instant::now();
+        let date_started = crate::trace::date_u();
+        let mirrorname = crate::host::fqdn();
         let mut options = ClientOptions::new(url, self.repo.save.clone());
         options.addresses = self
             .global
@@ -235,6 +239,7 @@ impl<'a> Worker<'a> {
         options.connections = self.global.dtp_connections;
         options.max_delete = self.global.max_delete;
         options.timeout = Duration::from_secs(self.global.timeout);
+        options.protect = vec![PathBuf::from(crate::trace::TRACE_DIR).join(&mirrorname)];
         // Tests shorten ftpsync's UIPSLEEP of 5 minutes.
         if let Some(secs) = std::env::var("DSYNC_UIPSLEEP")
             .ok()
@@ -242,24 +247,96 @@ impl<'a> Worker<'a> {
         {
             options.uip_sleep = Duration::from_secs(secs);
         }
+        if let Err(failed) = self.hook(1) {
+            return (Err(failed), false);
+        }
         self.log
             .line(&format!("DTP from {url} into {}", self.repo.save.display()));
-        match client::sync(&options, &|line: &str| self.log.line(line)) {
-            Ok(summary) if summary.unchanged => {
-                self.log.line("DTP: nothing changed upstream");
-                (Ok(()), false)
+        let stage1_done = std::cell::Cell::new(started.elapsed());
+        let after_stage = |stage: u8| {
+            if stage == 1 {
+                stage1_done.set(started.elapsed());
             }
-            Ok(summary) => {
-                self.log.line(&format!(
-                    "DTP: {} entries, fetched {} files ({} bytes), deleted {}",
-                    summary.entries, summary.fetched_files, summary.fetched_bytes, summary.deleted
-                ));
-                (Ok(()), false)
-            }
+            self.hook(stage + 1).map_err(|(_, why)| why)
+        };
+        let summary = match client::sync_with_hooks(
+            &options,
+            &|line: &str| self.log.line(line),
+            &after_stage,
+        ) {
+            Ok(summary) => summary,
             Err(e) => {
                 self.log.line(&format!("DTP failed: {e}"));
-                (Err((exit::FAILURE as i32, e.to_string())), e.is_transient())
+                return (Err((exit::FAILURE as i32, e.to_string())), e.is_transient());
             }
+        };
+        if summary.unchanged {
+            self.log.line("DTP: nothing changed upstream");
+        } else {
+            self.log.line(&format!(
+                "DTP: {} entries, fetched {} files ({} bytes), deleted {}",
+                summary.entries, summary.fetched_files, summary.fetched_bytes, summary.deleted
+            ));
+        }
+        let info = crate::trace::TraceInfo {
+            date_started,
+            tracehost: mirrorname.clone(),
+            mirrorname,
+            about: crate::trace::MirrorInfo {
+                trigger: "cron".into(),
+                ..Default::default()
+            },
+            upstream: url.to_string(),
+            transport: "dtp".into(),
+            bytes_received: summary.fetched_bytes,
+            stage1_secs: stage1_done.get().as_secs(),
+            stage2_secs: started
+                .elapsed()
+                .saturating_sub(stage1_done.get())
+                .as_secs(),
+            ..Default::default()
+        };
+        self.write_trace(&info);
+        match self.hook(4) {
+            Ok(()) => (Ok(()), false),
+            Err(failed) => (Err(failed), false),
+        }
+    }
+
+    /// A Debian-style tree (one with `project/trace/`) gets our trace file and
+    /// `_hierarchy`, as ftpsync writes them, after every successful sync; a
+    /// checker then sees when we last looked, even when nothing changed.
+    fn write_trace(&self, info: &crate::trace::TraceInfo) {
+        let save = &self.repo.save;
+        if !save.join(crate::trace::TRACE_DIR).is_dir() {
+            return;
+        }
+        let file = save.join(crate::trace::TRACE_DIR).join(&info.mirrorname);
+        if let Err(e) = crate::trace::write_all(save, &file, info) {
+            self.log
+                .line(&format!("cannot write the trace {}: {e}", file.display()));
+        }
+    }
+
+    /// Run `hookN=` if set; its failure ends the sync with its exit code, as
+    /// a failing hook ends ftpsync.
+    fn hook(&self, n: u8) -> SyncResult {
+        let Some(command) = &self.repo.hooks[usize::from(n) - 1] else {
+            return Ok(());
+        };
+        self.log.line(&format!("Running hook {n}: {command}"));
+        let words = shell_words::split(command)
+            .unwrap_or_else(|_| command.split_whitespace().map(str::to_string).collect());
+        let code = self.run_logged(&words);
+        self.log
+            .line(&format!("Back from hook {n}, got returncode {code}"));
+        if code == 0 {
+            Ok(())
+        } else {
+            Err((
+                code,
+                format!("hook {n} ({command}) failed with exit code {code}"),
+            ))
         }
     }
 

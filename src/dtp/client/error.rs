@@ -11,6 +11,11 @@ pub enum ClientError {
     )]
     BadUrl { url: String, reason: String },
 
+    /// A hook (`hook2=`, `hook3=`) between the stages failed: the sync stops
+    /// there, as ftpsync stops when a hook fails.
+    #[error("{0}")]
+    Hook(String),
+
     #[error(
         "cannot fetch {url}: {reason}; check that the DTP service runs there and the network path to it"
     )]

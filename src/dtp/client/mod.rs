@@ -75,6 +75,9 @@ pub struct ClientOptions {
     /// Connect and read timeout; zero: none.
     pub timeout: Duration,
     pub limits: manifest::Limits,
+    /// Relative paths of ours that the upstream does not list but that must
+    /// never be deleted (our own trace file, as ftpsync protects it).
+    pub protect: Vec<PathBuf>,
 }
 
 impl ClientOptions {
@@ -90,6 +93,7 @@ impl ClientOptions {
             uip_retries: 3,
             timeout: Duration::from_secs(600),
             limits: manifest::Limits::default(),
+            protect: Vec::new(),
         }
     }
 }
@@ -108,19 +112,31 @@ pub struct Summary {
 /// Sync `options.save` from `options.url`; `log` gets one line per step.
 /// Runs its own tokio runtime: call it from plain (non-async) code.
 pub fn sync(options: &ClientOptions, log: &dyn Fn(&str)) -> Result<Summary, ClientError> {
+    sync_with_hooks(options, log, &|_| Ok(()))
+}
+
+/// [`sync`], calling `after_stage(1)` when stage one is done and
+/// `after_stage(2)` when stage two and the deletions are (ftpsync's HOOK2 and
+/// HOOK3 points); an `Err` from it stops the sync there.
+pub fn sync_with_hooks(
+    options: &ClientOptions,
+    log: &dyn Fn(&str),
+    after_stage: &dyn Fn(u8) -> Result<(), String>,
+) -> Result<Summary, ClientError> {
     let base = url::base(&options.url)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .map_err(|e| ClientError::Setup(e.to_string()))?;
-    runtime.block_on(run(options, &base, log))
+    runtime.block_on(run(options, &base, log, after_stage))
 }
 
 async fn run(
     options: &ClientOptions,
     base: &str,
     log: &dyn Fn(&str),
+    after_stage: &dyn Fn(u8) -> Result<(), String>,
 ) -> Result<Summary, ClientError> {
     let save = &options.save;
     std::fs::create_dir_all(save).map_err(|e| ClientError::local(save, "create", e))?;
@@ -159,8 +175,13 @@ async fn run(
     // 4: plan, and refuse too many removals while nothing is touched yet.
     log("comparing with the local tree");
     let root = Root::open(save).map_err(|e| ClientError::local(save, "open", e))?;
-    let local =
+    let mut local =
         walk::walk(&root, WALK_THREADS).map_err(|(path, e)| ClientError::local(path, "read", e))?;
+    for path in &options.protect {
+        if manifest.find(path).is_none() {
+            local.entries.remove(path);
+        }
+    }
     let plan = diff::plan(&manifest, local);
     log(&format!(
         "plan: {} folders to create, stage one {} files ({} bytes), stage two {} files ({} bytes), {} symlinks, {} removals",
@@ -205,6 +226,7 @@ async fn run(
         deleted: 0,
         entries: manifest.entries.len() as u64,
     };
+    after_stage(1).map_err(ClientError::Hook)?;
     if std::env::var_os(STOP_AFTER_STAGE1).is_some_and(|v| v == "1") {
         log(&format!("{STOP_AFTER_STAGE1}=1: stopping after stage one"));
         return Ok(summary);
@@ -242,6 +264,8 @@ async fn run(
     if summary.deleted > 0 {
         log(&format!("deleted {} entries", summary.deleted));
     }
+
+    after_stage(2).map_err(ClientError::Hook)?;
 
     // 9: the manifest, exactly as fetched.
     manifest::install_bytes(save, &bytes)
