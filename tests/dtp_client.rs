@@ -14,6 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use dsync::dtp::client::{self, ClientError, ClientOptions, Summary};
+use sha2::Digest;
 use support::apt::{CheckOptions, apt_available, check_consistent_with};
 use support::archive::{self, ArchiveSpec, TreeEntry, snapshot_diff, tree_snapshot};
 use support::site::assert_success;
@@ -170,9 +171,37 @@ fn upstream_view(root: &Path) -> BTreeMap<String, TreeEntry> {
     tree
 }
 
+/// The mirror's tree without the trace files a scheduled sync adds (our own
+/// trace, `_hierarchy`, `_hierarchy.mirror`, `_traces`) where the upstream
+/// has none of its own.
+fn mirror_view(save: &Path, upstream: &BTreeMap<String, TreeEntry>) -> BTreeMap<String, TreeEntry> {
+    let ours = format!("project/trace/{}", dsync::host::fqdn());
+    let mut tree = tree_snapshot(save);
+    tree.retain(|path, _| {
+        let added = path == &ours
+            || ["_hierarchy", "_hierarchy.mirror", "_traces"]
+                .iter()
+                .any(|f| path == &format!("project/trace/{f}"));
+        !added || upstream.contains_key(path)
+    });
+    tree
+}
+
 #[track_caller]
 fn assert_mirrors(host: &Host, repo: &str, save: &Path) {
-    let diff = snapshot_diff(&upstream_view(&host.root(repo)), &tree_snapshot(save));
+    let mut upstream = upstream_view(&host.root(repo));
+    let mut mirror = mirror_view(save, &upstream);
+    if save
+        .join("project/trace")
+        .join(dsync::host::fqdn())
+        .exists()
+    {
+        // The scheduler's sync lists its own trace files in the installed
+        // manifest (tested in hooks_run_at_ftpsyncs_points...).
+        upstream.remove("data.dsync");
+        mirror.remove("data.dsync");
+    }
+    let diff = snapshot_diff(&upstream, &mirror);
     assert!(
         diff.is_empty(),
         "mirror differs from upstream:\n{}",
@@ -757,6 +786,23 @@ fn hooks_run_at_ftpsyncs_points_and_the_trace_is_written() {
     );
     assert!(trace.contains("Trigger: cron"), "{trace}");
     assert!(trace.contains("Archive serial: "), "{trace}");
+    // The installed manifest tells the truth about what we wrote after it, so
+    // this mirror can serve DTP in turn.
+    let installed = dsync::dtp::manifest::Manifest::decode(
+        &std::fs::read(save.join("data.dsync")).unwrap(),
+        &Default::default(),
+    )
+    .unwrap();
+    for name in [dsync::host::fqdn().as_str(), "_hierarchy", "_traces"] {
+        let rel = Path::new("project/trace").join(name);
+        let entry = installed
+            .find(&rel)
+            .unwrap_or_else(|| panic!("{rel:?} not listed"));
+        let bytes = std::fs::read(save.join(&rel)).unwrap();
+        let digest: [u8; 32] = sha2::Sha256::digest(&bytes).into();
+        assert_eq!(entry.sha256, Some(digest), "{rel:?}");
+        assert_eq!(entry.size, bytes.len() as u64, "{rel:?}");
+    }
 
     // The next revision: hook2 still sees revision 1's Release; our trace stays.
     let release1 = std::fs::read(save.join("dists/bookworm/Release")).unwrap();

@@ -240,6 +240,9 @@ impl<'a> Worker<'a> {
         options.max_delete = self.global.max_delete;
         options.timeout = Duration::from_secs(self.global.timeout);
         options.protect = vec![PathBuf::from(crate::trace::TRACE_DIR).join(&mirrorname)];
+        // Our trace changes the installed manifest after each sync: keep the
+        // upstream's ETag apart, so an unchanged upstream still answers 304.
+        options.etag_file = Some(self.home.run_dir().join(format!("{}.etag", self.repo.name)));
         // Tests shorten ftpsync's UIPSLEEP of 5 minutes.
         if let Some(secs) = std::env::var("DSYNC_UIPSLEEP")
             .ok()
@@ -315,6 +318,24 @@ impl<'a> Worker<'a> {
         if let Err(e) = crate::trace::write_all(save, &file, info) {
             self.log
                 .line(&format!("cannot write the trace {}: {e}", file.display()));
+            return;
+        }
+        // The installed manifest is the upstream's: make it list what we
+        // just wrote, or our own DTP downstreams would find hashes that lie.
+        let written: Vec<PathBuf> = [
+            info.mirrorname.as_str(),
+            "_hierarchy",
+            "_hierarchy.mirror",
+            "_traces",
+        ]
+        .iter()
+        .map(|f| PathBuf::from(crate::trace::TRACE_DIR).join(f))
+        .collect();
+        if save.join(crate::dtp::MANIFEST).exists()
+            && let Err(e) = crate::dtp::manifest::refresh(save, &written)
+        {
+            self.log
+                .line(&format!("cannot update {}: {e}", crate::dtp::MANIFEST));
         }
     }
 

@@ -78,6 +78,10 @@ pub struct ClientOptions {
     /// Relative paths of ours that the upstream does not list but that must
     /// never be deleted (our own trace file, as ftpsync protects it).
     pub protect: Vec<PathBuf>,
+    /// Where to remember the upstream's ETag when the installed manifest may
+    /// be changed after the sync (a downstream that writes its own trace);
+    /// `None`: the installed manifest's own digest is the ETag.
+    pub etag_file: Option<PathBuf>,
 }
 
 impl ClientOptions {
@@ -94,6 +98,7 @@ impl ClientOptions {
             timeout: Duration::from_secs(600),
             limits: manifest::Limits::default(),
             protect: Vec::new(),
+            etag_file: None,
         }
     }
 }
@@ -149,7 +154,14 @@ async fn run(
 
     // 1–3: the manifest, unless it is the one we have.
     let ours = manifest::read_header(&save.join(crate::dtp::MANIFEST)).ok();
-    let etag = ours.as_ref().map(|h| h.etag());
+    // A mirror without its manifest (wiped, never synced) asks for everything.
+    let etag = match &options.etag_file {
+        _ if ours.is_none() => None,
+        Some(file) => std::fs::read_to_string(file)
+            .ok()
+            .map(|t| t.trim().to_string()),
+        None => ours.as_ref().map(|h| h.etag()),
+    };
     let (bytes, manifest) = match fetch_manifest(&fetcher, options, etag.as_deref(), log).await? {
         Some(fetched) => fetched,
         None => {
@@ -270,6 +282,10 @@ async fn run(
     // 9: the manifest, exactly as fetched.
     manifest::install_bytes(save, &bytes)
         .map_err(|e| ClientError::local(save.join(crate::dtp::MANIFEST), "write", e))?;
+    if let Some(file) = &options.etag_file {
+        std::fs::write(file, format!("{}\n", manifest.header.etag()))
+            .map_err(|e| ClientError::local(file, "write", e))?;
+    }
     Ok(summary)
 }
 

@@ -20,6 +20,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use sha2::Digest;
+
 pub use format::read_header;
 pub use walk::{GenStats, generate, generate_with_stats};
 
@@ -187,6 +189,41 @@ pub fn path_problem(raw: &[u8]) -> Option<&'static str> {
 
 /// The prefix of `install`'s temporary files (random suffix) in the root.
 const TEMP_PREFIX: &str = ".data.dsync.tmp";
+
+/// After a DTP sync the downstream installs its upstream's manifest, then
+/// rewrites a few files of its own (its trace file, `_hierarchy`, `_traces`):
+/// update those entries of `root/data.dsync` (hash the files again, add the
+/// ones not listed) so that what it serves stays true to its tree. `paths`
+/// are relative, regular files whose parent folders are listed.
+pub fn refresh(root: &Path, paths: &[PathBuf]) -> Result<(), ManifestError> {
+    use std::os::unix::fs::MetadataExt;
+    let file = root.join(crate::dtp::MANIFEST);
+    let bytes = std::fs::read(&file)?;
+    let old = Manifest::decode(&bytes, &Limits::default())?;
+    let mut entries = old.entries;
+    for path in paths {
+        let meta = std::fs::symlink_metadata(root.join(path))?;
+        if !meta.is_file() {
+            continue;
+        }
+        let content = std::fs::read(root.join(path))?;
+        let digest: [u8; 32] = sha2::Sha256::digest(&content).into();
+        let entry = Entry {
+            kind: Kind::File,
+            path: path.clone(),
+            mode: meta.mode() & 0o7777,
+            size: content.len() as u64,
+            mtime: meta.mtime(),
+            sha256: Some(digest),
+            target: None,
+        };
+        entries.retain(|e| &e.path != path);
+        entries.push(entry);
+    }
+    let manifest = Manifest::new(&old.header.repo, chrono::Utc::now().timestamp(), entries);
+    install(root, &manifest)?;
+    Ok(())
+}
 
 /// Is this relative path one a manifest never lists (our own files)?
 ///
