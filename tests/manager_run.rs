@@ -171,10 +171,11 @@ fn status_files_and_json_follow_a_failing_then_a_passing_run() {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    wait_for_what(Duration::from_secs(30), "status 2 while syncing", || {
+    // The digit file and the JSON are two files, written one after the other.
+    wait_for_what(Duration::from_secs(30), "status 2 and syncing", || {
         std::fs::read_to_string(status.join("dsync-status/web")).is_ok_and(|d| d == "2")
+            && job("status") == "syncing"
     });
-    assert_eq!(job("status"), "syncing");
     let out = child.wait_with_output().unwrap();
     assert_success(&out);
     assert_eq!(digit(), "1");
