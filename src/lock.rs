@@ -23,7 +23,7 @@ pub enum LockError {
 }
 
 /// A held sync lock; dropping it releases the kernel lock but leaves the file,
-/// [`SyncLock::release`] removes the file too.
+/// [`SyncLock::remove_file`] removes the file too.
 #[derive(Debug)]
 pub struct SyncLock {
     _dir: File,

@@ -1,9 +1,9 @@
 //! `data.dsync`: reading, writing and generating manifests (format in [`crate::dtp`]).
 //!
-//! - [`format`]: the text inside the zstd frame ([`Manifest::encode`],
+//! - `format`: the text inside the zstd frame ([`Manifest::encode`],
 //!   [`Manifest::decode`], [`read_header`]).
-//! - [`walk`]: [`generate`] a manifest from a tree, with the hash cache of
-//!   [`cache`] (`root/.dsync-cache`) so only changed files are read again.
+//! - `walk`: [`generate`] a manifest from a tree, with the hash cache of
+//!   `cache` (`root/.dsync-cache`) so only changed files are read again.
 //!
 //! Two details the protocol text leaves open: the header's `repo` value is
 //! escaped like a path (a no-op for every name a repository file allows), and

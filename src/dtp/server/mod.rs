@@ -6,7 +6,7 @@
 //!   with errors is logged and the old one kept.
 //! - Safety: targets are checked raw and decoded ([`paths`]); files are opened
 //!   below the repository root with `openat2`, no symlink followed, regular
-//!   files only ([`open`]); our own temporary files are never served.
+//!   files only (`open`); our own temporary files are never served.
 //! - Limits: a per-address connection cap (503), a deadline for request heads
 //!   and idle keep-alive, a deadline for stuck writes, an optional per-address
 //!   bandwidth limit shared by that address's downloads.
