@@ -702,6 +702,29 @@ fn startup_writes_a_hardened_unit() {
     ] {
         assert!(unit.contains(&want), "{want}\n{unit}");
     }
+    // systemd's own judgement of the sandbox: exposure at most 2.0 of 10.
+    if Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!(
+            "SKIPPED the exposure check of startup_writes_a_hardened_unit: no systemd-analyze (apt-get install systemd)"
+        );
+        return;
+    }
+    let out = Command::new("systemd-analyze")
+        .args(["security", "--offline=true", "--threshold=20"])
+        .arg(units.join("dsync-dtp.service"))
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    let overall = report.lines().last().unwrap_or_default();
+    assert!(
+        out.status.success(),
+        "exposure above 2.0: {overall}\n{report}"
+    );
+    assert!(overall.contains("Overall exposure level"), "{report}");
 }
 
 #[test]
