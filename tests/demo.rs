@@ -36,10 +36,13 @@ fn describe(out: &Output) -> String {
     )
 }
 
+/// A mirror's tree without what it adds itself: ftpsync's trace files, the
+/// DTP manifest and its hash cache, and (for the DTP mirror) its own trace.
 fn without_own_traces(mut tree: BTreeMap<String, TreeEntry>) -> BTreeMap<String, TreeEntry> {
-    for path in OWN_TRACES {
-        tree.remove(path);
+    for path in OWN_TRACES.iter().chain(&["data.dsync", ".dsync-cache"]) {
+        tree.remove(*path);
     }
+    tree.remove(&format!("project/trace/{}", dsync::host::fqdn()));
     tree
 }
 
@@ -113,6 +116,41 @@ fn demo_mirrors_two_revisions_and_stops_its_daemon() {
     assert!(
         TcpStream::connect_timeout(&sa, Duration::from_secs(1)).is_err(),
         "something still accepts on the demo's port {port}"
+    );
+
+    // The DTP half: the ftpsync mirror served over DTP, pulled twice by a
+    // repository of the dsync layer, whose status says success.
+    for expected in [
+        "== DTP sync 1: ",
+        "DTP: ",
+        "manifest not modified",
+        "dsync-jobs.json",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "no {expected:?} in: {}",
+            describe(&out)
+        );
+    }
+    let diff = archive::snapshot_diff(
+        &without_own_traces(archive::tree_snapshot(&dir.join("mirror"))),
+        &without_own_traces(archive::tree_snapshot(&dir.join("mirror-dtp"))),
+    );
+    assert!(diff.is_empty(), "DTP mirror differs:\n{}", diff.join("\n"));
+    assert_eq!(
+        fs::read_to_string(dir.join("status/dsync-status/debian-dtp")).unwrap(),
+        "1"
+    );
+    let host_conf = fs::read_to_string(dir.join("dtp-host/xync.conf")).unwrap();
+    let listen: SocketAddr = host_conf
+        .lines()
+        .find_map(|l| l.strip_prefix("dtp-listen="))
+        .expect("dtp-listen in the host's xync.conf")
+        .parse()
+        .unwrap();
+    assert!(
+        TcpStream::connect_timeout(&listen, Duration::from_secs(1)).is_err(),
+        "the DTP service outlived the demo"
     );
 
     // A second run in the same directory starts over and ends the same way.

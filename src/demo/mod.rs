@@ -4,7 +4,9 @@
 //! by [`archive`], served by a real `rsync --daemon` on 127.0.0.1, and mirrored by this same
 //! binary in ftpsync mode, started the way cron starts it (a clean environment, a `HOME`
 //! with `.config/ftpsync/ftpsync.conf`). Then the upstream moves to its next revision and
-//! the mirror follows it through ftpsync's two stages. Everything stays in DIR afterwards:
+//! the mirror follows it through ftpsync's two stages. Then ([`dtp`]) that mirror is served
+//! by the DTP service and pulled by a repository of the dsync layer, whose status files are
+//! shown. Everything stays in DIR afterwards:
 //!
 //! ```text
 //! DIR/.dsync-demo                        marker: made by dsync demo (a rerun may reuse DIR)
@@ -14,10 +16,12 @@
 //! DIR/home/.config/ftpsync/ftpsync.conf  the mirror's config
 //! DIR/mirror/                            the mirror
 //! DIR/log/                               ftpsync's logs
+//! DIR/dtp-host/, DIR/dxync/, DIR/mirror-dtp/, DIR/status/   the DTP half (see [`dtp`])
 //! ```
 
 pub mod archive;
 mod conf;
+mod dtp;
 mod report;
 mod rsyncd;
 mod workdir;
@@ -35,8 +39,10 @@ const USAGE: &str = "\
 usage: dsync demo [DIR]
 
 Writes a small Debian-style archive, serves it with a real rsync daemon on
-127.0.0.1, and mirrors it twice with `dsync ftpsync`, as cron would. Without
-DIR, a new directory under the system temp dir is used (and kept).";
+127.0.0.1, and mirrors it twice with `dsync ftpsync`, as cron would. Then that
+mirror becomes a DTP host and a dsync repository pulls it over DTP (twice: the
+second time nothing changed), and the status files are shown. Without DIR, a
+new directory under the system temp dir is used (and kept).";
 
 /// Where a demo keeps what. All paths are absolute.
 struct Layout {
@@ -117,6 +123,12 @@ fn demo(dir: Option<&Path>) -> anyhow::Result<u8> {
     }
     report::summary(&layout, code);
     daemon.stop().context("stop the rsync daemon")?;
+    if code == exit::OK && signals::received().is_none() {
+        code = dtp::run(&layout)?;
+    }
+    if let Some(signal) = signals::received() {
+        return Ok(exit::for_signal(signal));
+    }
     Ok(code)
 }
 
