@@ -4,7 +4,7 @@
 //! by [`archive`], served by a real `rsync --daemon` on 127.0.0.1, and mirrored by this same
 //! binary in ftpsync mode, started the way cron starts it (a clean environment, a `HOME`
 //! with `.config/ftpsync/ftpsync.conf`). Then the upstream moves to its next revision and
-//! the mirror follows it through ftpsync's two stages. Then ([`dtp`]) that mirror is served
+//! the mirror follows it through ftpsync's two stages. Then (`dtp`) that mirror is served
 //! by the DTP service and pulled by a repository of the dsync layer, whose status files are
 //! shown. Everything stays in DIR afterwards:
 //!
@@ -16,7 +16,7 @@
 //! DIR/home/.config/ftpsync/ftpsync.conf  the mirror's config
 //! DIR/mirror/                            the mirror
 //! DIR/log/                               ftpsync's logs
-//! DIR/dtp-host/, DIR/dxync/, DIR/mirror-dtp/, DIR/status/   the DTP half (see [`dtp`])
+//! DIR/dtp-host/, DIR/dxync/, DIR/mirror-dtp/, DIR/status/   the DTP half (see `dtp`)
 //! ```
 
 pub mod archive;
