@@ -12,6 +12,7 @@ usage: dsync [-home DIR] [-sync NAME] [-force] [-nolog]
        dsync [-home DIR] -gendsync | -service [-foreground] | -stop-service | -reload | -startup
        dsync ftpsync [-T TRIGGER] [sync:all|sync:stage1|sync:stage2|sync:archive:NAME|sync:callback|sync:mhop]...
        dsync ftpsync-cron [ARCHIVE]
+       dsync runmirrors [NAME | -a NAME] [-k all|stage2|mhop] [-f]
        dsync demo [DIR]
        dsync rsync-ssl-tunnel [-C CAPATH] [-m METHOD] [-p PORT] HOST ...
        dsync --version | -h
@@ -37,7 +38,8 @@ Without a command, dsync syncs every repository of its home (~/dxync, or
 
 Invoked through a symlink named ftpsync (or ftpsync-NAME), dsync behaves as
 Debian's ftpsync and reads the same ftpsync.conf; as ftpsync-cron it syncs
-when the upstream trace's Archive serial changed. `dsync demo` mirrors a small
+when the upstream trace's Archive serial changed; as runmirrors it pushes
+the downstream mirrors of runmirrors.mirror over ssh. `dsync demo` mirrors a small
 generated archive from a local rsync daemon, to show a whole sync. As
 rsync-ssl-tunnel it is the TLS helper RSYNC_TRANSPORT=ssl runs. See dsync(1).";
 
@@ -62,6 +64,9 @@ pub fn main() -> u8 {
         eprintln!("dsync: cannot install signal handlers: {e}");
         return exit::FAILURE;
     }
+    if invoked_as.starts_with("runmirrors") {
+        return crate::ftpsync::runmirrors::run(&invoked_as, &args);
+    }
     if invoked_as == "ftpsync-cron" {
         return crate::ftpsync::cron::run(&args);
     }
@@ -71,6 +76,7 @@ pub fn main() -> u8 {
     match args.first().map(String::as_str) {
         Some("ftpsync") => crate::ftpsync::run("ftpsync", &args[1..]),
         Some("ftpsync-cron") => crate::ftpsync::cron::run(&args[1..]),
+        Some("runmirrors") => crate::ftpsync::runmirrors::run("runmirrors", &args[1..]),
         Some("demo") => crate::demo::run(&args[1..]),
         Some("--version" | "-V" | "-version") => {
             println!("dsync {}", env!("CARGO_PKG_VERSION"));

@@ -21,7 +21,8 @@ pub fn run(args: &[String]) -> u8 {
         "" => "ftpsync.conf".to_string(),
         a => format!("ftpsync-{a}.conf"),
     };
-    let Some(path) = search_config(&vars, &config) else {
+    let file = super::settings::config_file_name(config.trim_end_matches(".conf"));
+    let Some(path) = search_config(&vars, &file) else {
         // ftpsync-cron names the sanitised file name.
         eprintln!(
             "Can't read config file {}!",
@@ -56,16 +57,17 @@ fn initial_vars(archive: &str) -> Vars {
     vars
 }
 
-/// ftpsync-cron searches only these two folders (not `$BASEDIR/etc`).
-fn search_config(vars: &Vars, file: &str) -> Option<PathBuf> {
-    let file = super::settings::config_file_name(file.trim_end_matches(".conf"));
+/// ftpsync-cron and runmirrors search only these two folders (not `$BASEDIR/etc`).
+/// `file` is searched as given (callers sanitise config names with
+/// [`super::settings::config_file_name`], as `read_config` does).
+pub(super) fn search_config(vars: &Vars, file: &str) -> Option<PathBuf> {
     let home = vars.get("HOME").unwrap_or("");
     [
         Path::new(home).join(".config/ftpsync"),
         PathBuf::from("/etc/ftpsync"),
     ]
     .into_iter()
-    .map(|dir| dir.join(&file))
+    .map(|dir| dir.join(file))
     .find(|p| p.is_file())
 }
 

@@ -8,6 +8,8 @@ pub mod argv;
 pub mod cli;
 pub mod cron;
 mod engine;
+mod push;
+pub mod runmirrors;
 pub mod settings;
 
 use std::path::PathBuf;
