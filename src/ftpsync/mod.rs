@@ -8,7 +8,7 @@ pub mod argv;
 pub mod cli;
 pub mod cron;
 mod engine;
-mod push;
+pub mod push;
 pub mod runmirrors;
 pub mod settings;
 

@@ -41,6 +41,35 @@ pub struct Repo {
     /// `hook1=`..`hook5=` (or ftpsync's spelling `HOOK1=`..): commands run at
     /// ftpsync's hook points of a DTP sync (an ftpsync block has its own).
     pub hooks: [Option<String>; 5],
+    /// `push=USER@HOST[:PORT], …`: downstream mirrors triggered over ssh
+    /// (`sync:all`, as runmirrors' `all` type) after every successful sync.
+    pub push: Vec<PushTarget>,
+    /// `pushkey=`: the ssh key for those pushes (default `~/.ssh/pushmirror`).
+    pub pushkey: Option<PathBuf>,
+}
+
+/// One `push=` downstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushTarget {
+    pub user: String,
+    pub host: String,
+    pub port: Option<u16>,
+}
+
+/// `USER@HOST[:PORT]`, with a host name or address that cannot be an option.
+fn push_target(item: &str) -> Option<PushTarget> {
+    let (user, rest) = item.split_once('@')?;
+    let (host, port) = xync::split_host_port(rest)?;
+    let user_ok = !user.is_empty()
+        && !user.starts_with('-')
+        && user
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    (user_ok && xync::valid_host(host) && !host.starts_with('-')).then(|| PushTarget {
+        user: user.to_string(),
+        host: host.to_string(),
+        port,
+    })
 }
 
 /// The ftpsync.conf text that follows `ftpsync=true`, with the line it starts on
@@ -126,6 +155,8 @@ pub const KEYS: &[&str] = &[
     "HOOK3",
     "HOOK4",
     "HOOK5",
+    "push",
+    "pushkey",
 ];
 
 const GLOBAL_KEYS: OtherFile = OtherFile {
@@ -314,6 +345,22 @@ pub fn parse(path: &Path, text: &str) -> (Option<Repo>, Vec<Diagnostic>) {
             .filter(|v| !v.is_empty())
     });
 
+    let mut push = Vec::new();
+    if let Some((n, v)) = get("push") {
+        for item in v.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            match push_target(item) {
+                Some(target) => push.push(target),
+                None => diags.push(Diagnostic::error(
+                    path,
+                    n,
+                    format!("push: `{item}` is not USER@HOST[:PORT]"),
+                    "write the downstreams to trigger after each sync, e.g. push=mirror@mirror2.example.org, mirror@10.0.0.5:2222",
+                )),
+            }
+        }
+    }
+    let pushkey = get("pushkey").map(|(_, v)| PathBuf::from(v));
+
     // The ftpsync block: evaluated like ftpsync would, and checked like ftpsync does.
     let mut to: Option<(usize, String)> = None;
     if let Some((ftpsync_line, b)) = &block {
@@ -418,6 +465,8 @@ pub fn parse(path: &Path, text: &str) -> (Option<Repo>, Vec<Diagnostic>) {
         dsync_url,
         mailto,
         hooks,
+        push,
+        pushkey,
     };
     (Some(repo), diags)
 }
@@ -864,6 +913,28 @@ mod tests {
         let (repo, d) = p("my mirror.conf", "save=/m/x\n");
         assert!(repo.is_none());
         assert!(errors(&d)[0].fix.contains("mymirror.conf"), "{d:#?}");
+    }
+
+    #[test]
+    fn push_targets() {
+        let (repo, d) = p(
+            "x.conf",
+            "save=/m/x\npush=mirror@down.example, m2@10.0.0.5:2222\npushkey=/k\n",
+        );
+        assert!(d.is_empty(), "{d:?}");
+        let repo = repo.unwrap();
+        assert_eq!(repo.push.len(), 2);
+        assert_eq!(repo.push[1].port, Some(2222));
+        assert_eq!(repo.pushkey.as_deref(), Some(Path::new("/k")));
+        for bad in [
+            "down.example",
+            "-oProxy@x",
+            "m@-oProxyCommand=x",
+            "m@h:99999",
+        ] {
+            let (repo, d) = p("x.conf", &format!("save=/m/x\npush={bad}\n"));
+            assert!(repo.is_none() && d[0].line == 2, "{bad}: {d:?}");
+        }
     }
 
     #[test]

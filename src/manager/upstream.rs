@@ -289,6 +289,8 @@ mod tests {
             dsync_url: None,
             mailto: None,
             hooks: Default::default(),
+            push: Vec::new(),
+            pushkey: None,
         }
     }
 

@@ -155,10 +155,82 @@ impl<'a> Worker<'a> {
                 if result.is_ok() && self.repo.dsync && !matches!(source, Source::Dtp(_)) {
                     self.publish();
                 }
+                if result.is_ok() {
+                    self.push_downstreams();
+                }
                 result
             }
         };
         self.finish(result)
+    }
+
+    /// `push=`: trigger each downstream over ssh (`sync:all`, runmirrors' `all`
+    /// push), all at once, and wait for them; a failed trigger is logged and
+    /// mailed, the sync itself stays a success.
+    fn push_downstreams(&self) {
+        use crate::ftpsync::push::{Context, Push};
+        if self.repo.push.is_empty() {
+            return;
+        }
+        let key = self.repo.pushkey.clone().unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".ssh/pushmirror")
+        });
+        let mailto = self
+            .repo
+            .mailto
+            .clone()
+            .or_else(|| self.global.mailto.clone());
+        let mail = |subject: &str, body: &str| {
+            if let Some(to) = &mailto {
+                let subject = format!(
+                    "[dsync@{}] {}: {subject}",
+                    crate::host::short(),
+                    self.repo.name
+                );
+                let mailer =
+                    crate::mail::Mailer::new(&to.replace(',', " "), self.global.smtp.clone());
+                let _ = mailer.send(&subject, &[body.to_string()], &[]);
+            }
+        };
+        let ctx = Context {
+            log: &self.log,
+            logdir: self
+                .log_path
+                .parent()
+                .unwrap_or(&self.home.root)
+                .to_path_buf(),
+            lockdir: self.home.run_dir(),
+            // Trust a downstream's host key on first use, never a changed one.
+            ssh_opts: "-o StrictHostKeyChecking=accept-new".into(),
+            pushkind: "all".into(),
+            from_ftpsync: false,
+            pushdelay: Duration::ZERO,
+            pushlocks: Vec::new(),
+            error_mail: &mail,
+        };
+        let pushes: Vec<Push> = self
+            .repo
+            .push
+            .iter()
+            .map(|t| Push {
+                kind: "all".into(),
+                name: format!("{}-push-{}", self.repo.name, t.host),
+                host: t.host.clone(),
+                user: t.user.clone(),
+                proto: 99,
+                key: key.display().to_string(),
+                ssh_opts: t.port.map(|p| format!("-p {p}")).unwrap_or_default(),
+                archive: String::new(),
+            })
+            .collect();
+        std::thread::scope(|scope| {
+            for push in &pushes {
+                self.log
+                    .line(&format!("Trigger {}@{}", push.user, push.host));
+                let ctx = &ctx;
+                scope.spawn(move || push.run(ctx));
+            }
+        });
     }
 
     /// `dsync=true`: write the DTP manifest of the tree just synced (a DTP

@@ -9,6 +9,8 @@
 //!   `dsync::demo::archive`, re-exported (`dsync demo` serves the same archive).
 //! * [`rsyncd`]: runs a real `rsync --daemon` on a loopback address and a free port.
 //! * [`site`]: a dsync home with upstream modules served by one daemon, and `dsync` run on it.
+//! * [`sshd`]: runs Debian's real `sshd` on 127.0.0.1 and a free port with private keys and
+//!   `authorized_keys` (forced commands), and builds `ssh` client command lines for it.
 //! * [`apt`]: checks a mirror with a real `apt-get update` (private configuration, no root
 //!   needed) plus an in-process check of every hash in every `Release`, `Packages` and
 //!   `Sources`.
@@ -22,6 +24,7 @@ pub mod archive;
 pub mod http;
 pub mod rsyncd;
 pub mod site;
+pub mod sshd;
 
 use std::net::{TcpListener, ToSocketAddrs};
 use std::path::Path;
