@@ -82,3 +82,52 @@ fn the_deb_holds_everything_in_the_debian_places() {
         "{version:?}"
     );
 }
+
+/// `compat/install-links` points ftpsync, ftpsync-cron, runmirrors and
+/// rsync-ssl-tunnel at dsync, each link then runs that personality, and
+/// `--remove` takes exactly those links away.
+#[test]
+fn compat_links_make_the_debian_names_run_dsync_and_go_away_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let path_dir = dir.path().join("path");
+    let bindir = dir.path().join("bin");
+    std::fs::create_dir_all(&path_dir).unwrap();
+    std::fs::create_dir_all(&bindir).unwrap();
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_dsync"), path_dir.join("dsync")).unwrap();
+    std::fs::write(bindir.join("unrelated"), "keep me").unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("compat/install-links");
+    let run = |args: &[&str]| {
+        Command::new(&script)
+            .args(args)
+            .env("PATH", format!("{}:/usr/bin:/bin", path_dir.display()))
+            .output()
+            .unwrap()
+    };
+    let out = run(&[bindir.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let names = ["ftpsync", "ftpsync-cron", "runmirrors", "rsync-ssl-tunnel"];
+    for name in names {
+        let target = std::fs::read_link(bindir.join(name)).unwrap();
+        assert!(target.ends_with("dsync"), "{name} -> {}", target.display());
+    }
+    // Through its link, runmirrors is runmirrors: its own help text.
+    let help = Command::new(bindir.join("runmirrors"))
+        .arg("-h")
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&help.stdout).contains("Type of push"),
+        "{help:?}"
+    );
+
+    let out = run(&["--remove", bindir.to_str().unwrap()]);
+    assert!(out.status.success());
+    for name in names {
+        assert!(!bindir.join(name).exists(), "{name} left behind");
+    }
+    assert!(bindir.join("unrelated").exists());
+}
