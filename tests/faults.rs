@@ -153,3 +153,135 @@ fn the_dsync_layer_classifies_every_rsync_status() {
         .unwrap();
     assert!(out.status.success(), "{}", site.log("r"));
 }
+
+/// A small tmpfs, mounted for one test and unmounted on drop.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Result<Tmpfs, String> {
+        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+        }
+        Ok(Tmpfs(dir.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// Case 7: the disk fills up between the stages (HOOK2 fills the tmpfs the
+/// mirror lives on). Stage two fails, the old indices stay in place (apt sees
+/// the old revision whole), the trace is not updated; with space again the
+/// next run completes and leaves no temporary files.
+#[test]
+fn disk_full_during_stage_two_keeps_the_old_indices_and_the_next_run_completes() {
+    use support::archive::{self, ArchiveSpec};
+    let root = tempfile::tempdir().unwrap();
+    let disk = match Tmpfs::mount(&root.path().join("disk"), "16m") {
+        Ok(disk) => disk,
+        Err(why) => {
+            eprintln!(
+                "SKIPPED disk_full_during_stage_two...: cannot mount a tmpfs ({why}); needs root"
+            );
+            return;
+        }
+    };
+    let spec = ArchiveSpec::default();
+    let up = root.path().join("up");
+    let rev1 = archive::write_revision(&up, &spec, 1).unwrap();
+    let daemon = support::rsyncd::RsyncDaemon::start("127.0.0.1", &[("debian", &up)]);
+    let mirror = disk.0.join("mirror");
+    let filler = disk.0.join("filler");
+    let home = root.path().join("home");
+    std::fs::create_dir_all(home.join(".config/ftpsync")).unwrap();
+    let hook = root.path().join("fill-disk");
+    script(
+        &hook,
+        &format!(
+            "#!/bin/sh\ndd if=/dev/zero of={} bs=64k 2>/dev/null; exit 0\n",
+            filler.display()
+        ),
+    );
+    let conf = |hook2: &str| {
+        std::fs::write(
+            home.join(".config/ftpsync/ftpsync.conf"),
+            format!(
+                "MIRRORNAME=mirror.test\nTO={m}/\nRSYNC_HOST=127.0.0.1\nRSYNC_EXTRA=\"--port={p}\"\n\
+                 LOGDIR={r}/log\nMAILTO=nobody\nHOOK2={hook2}\n",
+                m = mirror.display(),
+                p = daemon.port(),
+                r = root.path().display()
+            ),
+        )
+        .unwrap()
+    };
+    let ftpsync = || ftpsync_run(&[env!("CARGO_BIN_EXE_dsync"), "ftpsync"], &home);
+    conf("");
+    assert_eq!(ftpsync().status.code(), Some(0));
+    let release = mirror.join("dists/bookworm/Release");
+    let old_release = std::fs::read(&release).unwrap();
+
+    let rev2 = archive::write_revision(&up, &spec, 2).unwrap();
+    conf(&hook.display().to_string());
+    let out = ftpsync();
+    let log = std::fs::read_to_string(root.path().join("log/ftpsync.log.0")).unwrap_or_default();
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "stage two fails on a full disk:\n{log}"
+    );
+    let errors =
+        std::fs::read_to_string(root.path().join("log/rsync-ftpsync.error.0")).unwrap_or_default();
+    assert!(
+        errors.contains("No space left on device"),
+        "the disk was full:\n{errors}"
+    );
+    assert_eq!(
+        std::fs::read(&release).unwrap(),
+        old_release,
+        "the old Release stays"
+    );
+    let trace = std::fs::read_to_string(mirror.join("project/trace/mirror.test")).unwrap();
+    assert!(
+        trace.contains(&format!("Archive serial: {}", rev1.serial)),
+        "trace not updated:\n{trace}"
+    );
+    if support::apt::apt_available() {
+        support::apt::check_consistent(&mirror, &spec)
+            .unwrap_or_else(|p| panic!("after the failed stage two: {}", p.join("\n")));
+    }
+
+    // Space again: the next run completes and cleans up.
+    std::fs::remove_file(&filler).unwrap();
+    conf("");
+    let out = ftpsync();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let trace = std::fs::read_to_string(mirror.join("project/trace/mirror.test")).unwrap();
+    assert!(
+        trace.contains(&format!("Archive serial: {}", rev2.serial)),
+        "{trace}"
+    );
+    let leftovers = Command::new("find")
+        .arg(&mirror)
+        .args(["-name", ".~tmp~", "-o", "-name", ".*.??????"])
+        .output()
+        .unwrap();
+    assert!(
+        leftovers.stdout.is_empty(),
+        "temporary files left: {}",
+        String::from_utf8_lossy(&leftovers.stdout)
+    );
+    if support::apt::apt_available() {
+        support::apt::check_consistent(&mirror, &spec)
+            .unwrap_or_else(|p| panic!("{}", p.join("\n")));
+    }
+}
