@@ -285,3 +285,99 @@ fn disk_full_during_stage_two_keeps_the_old_indices_and_the_next_run_completes()
             .unwrap_or_else(|p| panic!("{}", p.join("\n")));
     }
 }
+
+/// Names an upstream may hold that break naive tools: a newline, a tab, a
+/// control character, invalid UTF-8, a leading dash, glob characters.
+fn hostile_names() -> Vec<std::ffi::OsString> {
+    use std::os::unix::ffi::OsStringExt;
+    [
+        &b"new\nline"[..],
+        b"tab\there",
+        b"ctrl\x01char",
+        b"bad\xff\xfeutf8",
+        b"-dash-start",
+        b"*glob?[x]",
+        b"space name",
+    ]
+    .iter()
+    .map(|n| std::ffi::OsString::from_vec(n.to_vec()))
+    .collect()
+}
+
+/// Every entry below `dir`, raw names, with file contents.
+fn raw_tree(dir: &Path) -> std::collections::BTreeMap<Vec<u8>, Vec<u8>> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut tree = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            let rel = path
+                .strip_prefix(dir)
+                .unwrap()
+                .as_os_str()
+                .as_bytes()
+                .to_vec();
+            if path.is_dir() {
+                stack.push(path);
+                tree.insert(rel, Vec::new());
+            } else {
+                tree.insert(rel, std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    tree
+}
+
+/// Case 10: hostile names are mirrored byte for byte, in general mode and in
+/// ftpsync mode, and ftpsync mode's rsync log shows them escaped (one line each).
+#[test]
+fn hostile_file_names_are_mirrored_exactly_and_logged_escaped() {
+    let mut site = Site::new();
+    let up = site.root().join("up/odd");
+    std::fs::create_dir_all(up.join("sub")).unwrap();
+    for (i, name) in hostile_names().iter().enumerate() {
+        std::fs::write(up.join(name), format!("file {i}\n")).unwrap();
+        std::fs::write(up.join("sub").join(name), format!("sub {i}\n")).unwrap();
+    }
+    let port = site.serve();
+    let save = site.repo("odd", &site.src("odd"));
+    let out = site.run(&["-sync", "odd"]);
+    assert!(out.status.success(), "{}", site.log("odd"));
+    assert_eq!(raw_tree(&save), raw_tree(&up), "general mode");
+
+    // ftpsync mode, through the same daemon.
+    let home = site.root().join("ftpsync-home");
+    let mirror = site.root().join("ftpsync-mirror");
+    std::fs::create_dir_all(home.join(".config/ftpsync")).unwrap();
+    std::fs::write(
+        home.join(".config/ftpsync/ftpsync.conf"),
+        format!(
+            "MIRRORNAME=mirror.test\nTO={m}/\nRSYNC_HOST=127.0.0.1\nRSYNC_PATH=odd\n\
+             RSYNC_EXTRA=\"--port={port}\"\nLOGDIR={r}/ftpsync-log\nMAILTO=nobody\n",
+            m = mirror.display(),
+            r = site.root().display()
+        ),
+    )
+    .unwrap();
+    let out = ftpsync_run(&[env!("CARGO_BIN_EXE_dsync"), "ftpsync"], &home);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let mut mirrored = raw_tree(&mirror);
+    mirrored.retain(|k, _| !k.starts_with(b"project"));
+    assert_eq!(mirrored, raw_tree(&up), "ftpsync mode");
+    // rsync's own log (as ftpsync writes it) escapes control characters, so
+    // every name stays on one line; bytes >= 0x80 it writes as they are.
+    let log = std::fs::read(site.root().join("ftpsync-log/rsync-ftpsync.log.0")).unwrap();
+    let log = String::from_utf8_lossy(&log);
+    assert!(
+        log.contains("new\\#012line") && log.contains("ctrl\\#001char"),
+        "{log}"
+    );
+    assert!(
+        !log.contains('\u{1}'),
+        "no raw control characters in the log"
+    );
+    for line in log.lines() {
+        assert!(line.starts_with("20"), "a name broke a log line: {line:?}");
+    }
+}

@@ -440,23 +440,35 @@ fn wait_for_rsync(site: &Site) -> i32 {
         .unwrap()
 }
 
+/// SIGTERM, SIGINT (Ctrl-C) and SIGHUP (a closed terminal) while rsync runs:
+/// exit 128+N, no member of rsync's group survives, the lock is gone and no
+/// half-written file is published.
 #[test]
 fn sigterm_during_rsync_stops_the_whole_rsync_group() {
-    let site = slow_site();
-    let child = site.spawn();
-    let rsync = wait_for_rsync(&site);
-    // SAFETY: plain kill(2) on our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(143), "{out:?}");
-    // SAFETY: kill(-pgid, 0) only checks whether any member of the group exists.
-    let group_alive = unsafe { libc::kill(-rsync, 0) == 0 };
-    assert!(!group_alive, "an rsync of group {rsync} survived");
-    assert!(!site.lock_file().exists());
-    assert!(
-        !site.root().join("mirror/pool/main/big.bin").exists(),
-        "no half file published"
-    );
+    for (signal, code) in [
+        (libc::SIGTERM, 143),
+        (libc::SIGINT, 130),
+        (libc::SIGHUP, 129),
+    ] {
+        let site = slow_site();
+        let child = site.spawn();
+        let rsync = wait_for_rsync(&site);
+        // SAFETY: plain kill(2) on our own child.
+        unsafe { libc::kill(child.id() as i32, signal) };
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(code), "signal {signal}: {out:?}");
+        // SAFETY: kill(-pgid, 0) only checks whether any member of the group exists.
+        let group_alive = unsafe { libc::kill(-rsync, 0) == 0 };
+        assert!(
+            !group_alive,
+            "signal {signal}: an rsync of group {rsync} survived"
+        );
+        assert!(!site.lock_file().exists(), "signal {signal}: lock left");
+        assert!(
+            !site.root().join("mirror/pool/main/big.bin").exists(),
+            "signal {signal}: no half file published"
+        );
+    }
 }
 
 #[test]
