@@ -145,6 +145,39 @@ pub fn signal_group(group: i32, signal: i32) {
     }
 }
 
+/// Does process `pid` still run? (A zombie has exited: only its parent's wait
+/// is missing.)
+pub fn alive(pid: i32) -> bool {
+    // SAFETY: kill with signal 0 only checks for existence.
+    let exists = unsafe { libc::kill(pid, 0) == 0 };
+    exists
+        && std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| !rest.starts_with('Z')))
+            .unwrap_or(false)
+}
+
+/// Is process `pid` a dsync (this binary, or one whose program name says
+/// dsync)? Only such a process may be signalled through a pid file: the pid
+/// may have been reused by anything else since.
+pub fn is_dsync(pid: i32) -> bool {
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
+    let ours = exe.is_some() && exe == std::env::current_exe().ok();
+    let argv0 = cmdline.split(|b| *b == 0).next().unwrap_or_default();
+    ours || String::from_utf8_lossy(argv0).contains("dsync")
+}
+
+/// The words of a hook or helper command line as configured (`HOOK1="/x --y"`):
+/// split as the shell splits words, quotes grouping; a line the shell could not
+/// split (an open quote) falls back to whitespace.
+pub fn command_words(line: &str) -> Vec<String> {
+    shell_words::split(line)
+        .unwrap_or_else(|_| line.split_whitespace().map(str::to_string).collect())
+}
+
 /// The status a shell would report in `$?`: the exit code, or 128 + signal.
 pub fn shell_status(status: ExitStatus) -> i32 {
     match (status.code(), status.signal()) {

@@ -13,9 +13,9 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use crate::dtp::server::{self, Config};
-use crate::exit;
 use crate::manager::check::render;
 use crate::manager::home::{Home, user_name};
+use crate::{exit, process};
 
 /// The systemd unit `-startup` installs, with `@...@` placeholders.
 pub const UNIT_TEMPLATE: &str = include_str!("../../etc/systemd/dsync-dtp.service");
@@ -343,7 +343,7 @@ fn read_pid_file(path: &Path) -> Option<Running> {
 /// The service named by the pid file, if that process lives and is a dsync
 /// service (a reused pid must not be signalled).
 fn running(home: &Home) -> Option<Running> {
-    read_pid_file(&pid_file(home)).filter(|r| is_service(r.pid) && alive(r.pid))
+    read_pid_file(&pid_file(home)).filter(|r| is_service(r.pid) && process::alive(r.pid))
 }
 
 /// Is `pid` a `dsync ... -service` process?
@@ -351,33 +351,15 @@ fn is_service(pid: i32) -> bool {
     let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
         return false;
     };
-    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
-    let ours = exe.is_some() && exe == std::env::current_exe().ok();
-    let named = args
-        .first()
-        .is_some_and(|a| String::from_utf8_lossy(a).contains("dsync"));
-    let service = args.iter().any(|a| *a == b"-service" || *a == b"--service");
-    (ours || named) && service
-}
-
-fn alive(pid: i32) -> bool {
-    // SAFETY: kill with signal 0 only checks for existence.
-    let exists = unsafe { libc::kill(pid, 0) == 0 };
-    exists && !is_zombie(pid)
-}
-
-/// A zombie has exited; only its parent's wait is missing.
-fn is_zombie(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| rest.starts_with('Z')))
-        .unwrap_or(true)
+    let service = cmdline
+        .split(|b| *b == 0)
+        .any(|a| a == b"-service" || a == b"--service");
+    service && process::is_dsync(pid)
 }
 
 fn wait_gone(pid: i32, limit: Duration) -> bool {
     let deadline = Instant::now() + limit;
-    while alive(pid) {
+    while process::alive(pid) {
         if Instant::now() >= deadline {
             return false;
         }

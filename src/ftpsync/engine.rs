@@ -345,8 +345,7 @@ impl Engine {
         }
         self.log.line(&format!("Running hook {n}: {script}"));
         // Unlike ftpsync (which drops them), arguments reach the hook; quotes group words.
-        let words = shell_words::split(&script)
-            .unwrap_or_else(|_| script.split_whitespace().map(str::to_string).collect());
+        let words = crate::process::command_words(&script);
         let result = match words.split_first() {
             None => 0,
             Some((program, args)) => self.run_logged(program, args),

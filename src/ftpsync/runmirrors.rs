@@ -329,13 +329,13 @@ impl Settings {
             return Ok(());
         }
         log.line(&format!("Running hook {n}: {script}"));
-        let words = shell_words::split(script)
-            .unwrap_or_else(|_| script.split_whitespace().map(str::to_string).collect());
+        let words = crate::process::command_words(script);
+        // In a process group of its own, stopped with us on a signal.
         let code = match words.split_first() {
-            Some((program, args)) => std::process::Command::new(program)
-                .args(args)
-                .status()
-                .map_or(127, crate::process::shell_status),
+            Some((program, args)) => {
+                crate::process::run(std::process::Command::new(program).args(args))
+                    .map_or(127, crate::process::shell_status)
+            }
             None => 0,
         };
         let message = format!("Back from hook {n}, got returncode {code}");

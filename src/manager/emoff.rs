@@ -40,7 +40,8 @@ pub fn run(home: &Home) -> u8 {
     running.sort_by_key(|(p, _)| !is_scheduler_pid_file(p));
     let mut stopped = 0;
     running.retain(|(path, pid)| {
-        let alive = is_dsync(*pid);
+        // Only ever signal a dsync: a reused pid must survive.
+        let alive = crate::process::is_dsync(*pid);
         if !alive {
             let _ = std::fs::remove_file(path);
         }
@@ -84,16 +85,6 @@ fn read_pid(path: &Path) -> Option<i32> {
         .filter(|p| *p > 1)
 }
 
-/// Only ever signal a process that is a dsync (a reused PID must survive).
-fn is_dsync(pid: i32) -> bool {
-    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-        return false;
-    };
-    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
-    let ours = std::env::current_exe().ok();
-    exe.is_some() && exe == ours || String::from_utf8_lossy(&cmdline).contains("dsync")
-}
-
 /// SIGTERM the process (its whole group when it leads one: workers do, a
 /// scheduler started from cron or a shell may not), wait for it to go, then
 /// SIGKILL after the grace period.
@@ -110,18 +101,10 @@ fn stop_group(pid: i32) {
     };
     signal(libc::SIGTERM);
     let deadline = Instant::now() + GRACE;
-    // SAFETY: kill with signal 0 only checks for existence.
-    while Instant::now() < deadline && unsafe { libc::kill(pid, 0) } == 0 && !is_zombie(pid) {
+    while Instant::now() < deadline && crate::process::alive(pid) {
         std::thread::sleep(Duration::from_millis(20));
     }
     signal(libc::SIGKILL);
-}
-
-fn is_zombie(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| rest.starts_with('Z')))
-        .unwrap_or(true)
 }
 
 fn leave_marker(save: &Path, pid: i32) {

@@ -418,8 +418,7 @@ impl<'a> Worker<'a> {
             return Ok(());
         };
         self.log.line(&format!("Running hook {n}: {command}"));
-        let words = shell_words::split(command)
-            .unwrap_or_else(|_| command.split_whitespace().map(str::to_string).collect());
+        let words = crate::process::command_words(command);
         let code = self.run_logged(&words);
         self.log
             .line(&format!("Back from hook {n}, got returncode {code}"));
