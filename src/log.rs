@@ -33,18 +33,32 @@ impl Log {
 
     /// Write one log line. A log that cannot be written must not stop a sync.
     pub fn line(&self, message: &str) {
-        let stamp = chrono::Local::now().format("%b %d %H:%M:%S");
-        let line = format!(
-            "{stamp} {} {}[{}]: {message}\n",
-            self.prefix_host, self.program, self.pid
-        );
+        let line = render(&self.prefix_host, &self.program, self.pid, message);
         let _ = (&self.file).write_all(line.as_bytes());
+    }
+
+    /// Another log file written under this log's program name (runmirrors'
+    /// log per pushed mirror).
+    pub fn sibling(&self, path: &Path) -> io::Result<Log> {
+        Log::open(path, &self.program)
     }
 
     /// A handle for a child's stdout/stderr, which ftpsync sends into its log.
     pub fn child_output(&self) -> io::Result<File> {
         self.file.try_clone()
     }
+}
+
+/// One line as ftpsync's `msg` writes it, for output that is not a log file
+/// (ftpsync-cron's messages on standard output).
+pub fn stamped(program: &str, message: &str) -> String {
+    render(&crate::host::short(), program, std::process::id(), message)
+}
+
+/// `Nov 23 08:55:54 host PROGRAM[PID]: message` and a newline.
+fn render(host: &str, program: &str, pid: u32, message: &str) -> String {
+    let stamp = chrono::Local::now().format("%b %d %H:%M:%S");
+    format!("{stamp} {host} {program}[{pid}]: {message}\n")
 }
 
 /// Rotate `path` as ftpsync's `savelog` does: `path.N-1` → `path.N` down to

@@ -247,6 +247,12 @@ fn staged_mirrors_get_stage_one_then_stage_two() {
         .unwrap();
     assert_eq!(first_two, 2, "{text}");
     let log = std::fs::read_to_string(setup.home().join("log/s1.log")).unwrap();
+    // runmirrors' `msg` format: time, host, program[pid].
+    let msg = regex::Regex::new(
+        r"(?m)^\w{3} [ \d]\d \d\d:\d\d:\d\d \S+ runmirrors\[\d+\]: Sending first stage trigger$",
+    )
+    .unwrap();
+    assert!(msg.is_match(&log), "{log}");
     assert!(
         log.contains("Sending first stage trigger") && log.contains("pushed h1.example"),
         "{log}"

@@ -219,16 +219,8 @@ fn refuse_second(home: &Home) -> Option<u8> {
 /// Create what is missing (the home, the commented host files), then read the
 /// configuration; its problems are printed.
 fn prepare(home: &Home) -> Result<Config, u8> {
-    match home.ensure() {
-        Ok(true) => println!(
-            "dsync: created {} with a commented xync.conf",
-            home.root.display()
-        ),
-        Ok(false) => {}
-        Err(e) => {
-            eprintln!("dsync: cannot create {}: {e}", home.root.display());
-            return Err(exit::FAILURE);
-        }
+    if !home.ensure_telling() {
+        return Err(exit::FAILURE);
     }
     match server::ensure_files(home) {
         Ok(created) => {

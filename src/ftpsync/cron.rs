@@ -159,12 +159,7 @@ impl Plan {
     /// Log to standard output (cron mails it) and mail MAILTO, as ftpsync-cron's
     /// `error` does.
     fn error(&self, message: &str) {
-        let stamp = chrono::Local::now().format("%b %d %H:%M:%S");
-        println!(
-            "{stamp} {} ftpsync-cron[{}]: {message}",
-            crate::host::short(),
-            std::process::id()
-        );
+        print!("{}", crate::log::stamped("ftpsync-cron", message));
         let subject = format!("[ftpsync-cron@{}] ERROR: {message}", crate::host::short());
         let mailer = crate::mail::Mailer::new(&self.mailto, self.smtp.clone());
         if let Err(e) = mailer.send(&subject, &[message.to_string()], &[]) {

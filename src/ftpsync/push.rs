@@ -103,13 +103,13 @@ impl Push {
     }
 
     fn report_missing(&self, ctx: &Context<'_>, mirror_log: &Path) {
-        let stamp = |m: &str| format!("{} {m}\n", chrono::Local::now().format("%b %d %H:%M:%S"));
-        append(
+        mirror_line(
+            ctx,
             mirror_log,
-            &stamp("Failed to wait for all other mirrors. Failed ones are:"),
+            "Failed to wait for all other mirrors. Failed ones are:",
         );
         for file in ctx.pushlocks.iter().filter(|f| !f.is_file()) {
-            append(mirror_log, &stamp(&file.display().to_string()));
+            mirror_line(ctx, mirror_log, &file.display().to_string());
             ctx.log.line(&format!(
                 "Missing Pushlockfile {} after waiting for more than {} seconds, continuing",
                 file.display(),
@@ -123,8 +123,7 @@ impl Push {
     /// failed trigger is reported and mailed.
     fn ssh(&self, ctx: &Context<'_>, what: &str, command: &str) {
         let mirror_log = ctx.logdir.join(format!("{}.log", self.name));
-        let stamp = chrono::Local::now().format("%b %d %H:%M:%S");
-        append(&mirror_log, &format!("{stamp} Sending {what} trigger\n"));
+        mirror_line(ctx, &mirror_log, &format!("Sending {what} trigger"));
         let mut cmd = Command::new("ssh");
         cmd.arg("-n")
             .arg(&self.host)
@@ -168,6 +167,13 @@ fn wait_for_pushlocks(ctx: &Context<'_>) -> bool {
     };
     append(&all_stage1, "");
     done
+}
+
+/// A line in runmirrors' `msg` format in the log of one pushed mirror.
+fn mirror_line(ctx: &Context<'_>, mirror_log: &Path, message: &str) {
+    if let Ok(log) = ctx.log.sibling(mirror_log) {
+        log.line(message);
+    }
 }
 
 fn append(path: &Path, text: &str) {

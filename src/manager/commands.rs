@@ -183,16 +183,8 @@ fn cleanlog(home: &Home) -> u8 {
 
 /// `-test`: create the home if needed, then check everything.
 fn test(home: &Home, offline: bool) -> u8 {
-    match home.ensure() {
-        Ok(true) => println!(
-            "dsync: created {} with a commented xync.conf",
-            home.root.display()
-        ),
-        Ok(false) => {}
-        Err(e) => {
-            eprintln!("dsync: cannot create {}: {e}", home.root.display());
-            return exit::FAILURE;
-        }
+    if !home.ensure_telling() {
+        return exit::FAILURE;
     }
     let diags = check::check_all(home, !offline);
     print!("{}", check::render(&diags));

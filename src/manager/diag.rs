@@ -27,13 +27,13 @@ impl Diagnostic {
         message: impl Into<String>,
         fix: impl Into<String>,
     ) -> Self {
-        Diagnostic {
-            severity: Severity::Error,
-            file: file.into(),
+        Self::new(
+            Severity::Error,
+            file.into(),
             line,
-            message: message.into(),
-            fix: fix.into(),
-        }
+            message.into(),
+            fix.into(),
+        )
     }
 
     pub fn warning(
@@ -42,12 +42,22 @@ impl Diagnostic {
         message: impl Into<String>,
         fix: impl Into<String>,
     ) -> Self {
-        Diagnostic {
-            severity: Severity::Warning,
-            file: file.into(),
+        Self::new(
+            Severity::Warning,
+            file.into(),
             line,
-            message: message.into(),
-            fix: fix.into(),
+            message.into(),
+            fix.into(),
+        )
+    }
+
+    fn new(severity: Severity, file: PathBuf, line: usize, message: String, fix: String) -> Self {
+        Diagnostic {
+            severity,
+            file,
+            line,
+            message,
+            fix,
         }
     }
 

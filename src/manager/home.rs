@@ -67,6 +67,26 @@ impl Home {
             Err(e) => Err(e),
         }
     }
+
+    /// [`Home::ensure`] for commands that may set a home up (`-test`,
+    /// `-service`): says what it created, or why it could not; false then.
+    pub fn ensure_telling(&self) -> bool {
+        match self.ensure() {
+            Ok(created) => {
+                if created {
+                    println!(
+                        "dsync: created {} with a commented xync.conf",
+                        self.root.display()
+                    );
+                }
+                true
+            }
+            Err(e) => {
+                eprintln!("dsync: cannot create {}: {e}", self.root.display());
+                false
+            }
+        }
+    }
 }
 
 /// The commented `xync.conf` a new home gets (`etc/xync.conf`).

@@ -193,19 +193,10 @@ pub fn load(path: &Path) -> (Global, Vec<Diagnostic>) {
     }
 }
 
-/// Repository keys, named when they are found in xync.conf by mistake.
+/// Repository keys, named when they are found in xync.conf by mistake (the
+/// keys both files take, like `mailto`, are known here and never reach it).
 const OTHER_FILE_KEYS_REPO: OtherFile = OtherFile {
-    keys: &[
-        "repo",
-        "save",
-        "timeset",
-        "src",
-        "intradd",
-        "intraadd",
-        "ftpsync",
-        "dsync",
-        "dsync-url",
-    ],
+    keys: super::repo::KEYS,
     advice: "is a repository setting: move it to repos/NAME.conf",
 };
 
@@ -761,6 +752,19 @@ mod tests {
         assert!(!d[3].message.contains("did you mean"));
         assert!(d[3].fix.contains("known keys: syncps"), "{}", d[3].fix);
         assert!(d[4].message.contains("repository setting"), "{}", d[4]);
+        // Every repository key, also the ones added later than this list's
+        // first version.
+        for key in super::super::repo::KEYS
+            .iter()
+            .filter(|k| !KEYS.contains(k))
+        {
+            let (_, d) = p(&format!("{key}=x\n"));
+            assert!(
+                d[0].message.contains("repository setting"),
+                "{key}: {}",
+                d[0]
+            );
+        }
     }
 
     #[test]
