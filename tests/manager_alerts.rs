@@ -103,7 +103,11 @@ fn maxtime_stops_the_whole_sync_frees_the_lock_and_alerts() {
         status.display(),
         hook.url()
     ));
-    let save = site.repo("slow", &site.src("slow"));
+    // The repository's own mailto= wins over xync.conf's, as for other failures.
+    let save = site.repo(
+        "slow",
+        &format!("{}\nmailto=repo-ops@example.org", site.src("slow")),
+    );
     let slow = site.slow_rsync(100);
     let mailer = sendmail(&site);
     let out = site
@@ -136,6 +140,11 @@ fn maxtime_stops_the_whole_sync_frees_the_lock_and_alerts() {
         requests[0].body_text()
     );
     assert!(mails(&site).contains("slow: FAILED"), "{}", mails(&site));
+    assert!(
+        mails(&site).contains("ARGS: -i -- repo-ops@example.org"),
+        "{}",
+        mails(&site)
+    );
 
     // The lock is free: an unthrottled run completes.
     assert_success(&site.run(&["-sync", "slow"]));

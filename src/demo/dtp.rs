@@ -30,7 +30,7 @@ pub fn run(layout: &Layout) -> anyhow::Result<u8> {
     let home = layout.root.join("dxync");
     let save = layout.root.join("mirror-dtp");
     let status = layout.root.join("status");
-    let port = free_port()?;
+    let port = super::rsyncd::free_port()?;
     write_host(layout, &host, port)?;
     write_downstream(&home, &save, &status, port)?;
 
@@ -137,11 +137,6 @@ impl Service {
         }
         Ok(Service { _child: child })
     }
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).context("bind 127.0.0.1:0")?;
-    Ok(listener.local_addr()?.port())
 }
 
 /// The lines of the repository's log that say what the last sync did.

@@ -188,7 +188,7 @@ fn config(module: &str, path: &Path, port: u16, log: &Path) -> String {
 
 /// A port that was free on 127.0.0.1 a moment ago (bind port 0, read it, release it).
 /// Another program may take it first: [`Daemon::start`] then tries again.
-fn free_port() -> anyhow::Result<u16> {
+pub(super) fn free_port() -> anyhow::Result<u16> {
     let listener = TcpListener::bind((ADDR, 0)).with_context(|| format!("bind {ADDR}:0"))?;
     Ok(listener.local_addr()?.port())
 }

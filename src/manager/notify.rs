@@ -118,6 +118,30 @@ pub fn mail(
     crate::mail::Mailer::new(mailto, smtp).send(&subject, &[body], &attachments)
 }
 
+/// Tell everyone configured about one result: `webhookurl` always, `mailto`
+/// (the repository's, else the global one) on failures only, as ftpsync's
+/// ERRORSONLY does. Returns what could not be sent, for the caller's log.
+pub fn alert(
+    global: &super::xync::Global,
+    mailto: Option<&str>,
+    event: &Event,
+    log: Option<&Path>,
+) -> Vec<String> {
+    let mut failed = Vec::new();
+    if let Some(url) = &global.webhookurl
+        && let Err(e) = webhook(url, event)
+    {
+        failed.push(format!("webhook failed: {e}"));
+    }
+    let mailto = mailto.or(global.mailto.as_deref()).filter(|_| !event.ok);
+    if let Some(mailto) = mailto
+        && let Err(e) = mail(mailto, global.smtp.clone(), event, log)
+    {
+        failed.push(format!("mail failed: {e}"));
+    }
+    failed
+}
+
 fn post_json(url: &str, body: &Value, timeout: Duration) -> Result<(), NotifyError> {
     let shown = redact(url);
     let fail = |reason: String| NotifyError::Webhook {

@@ -30,6 +30,8 @@ pub struct Selection {
 /// A running worker.
 struct Running {
     name: String,
+    /// The repository's own `mailto=`, for the alert when it is stopped.
+    mailto: Option<String>,
     child: GroupChild,
     started: Instant,
 }
@@ -159,6 +161,7 @@ fn run_queue(home: &Home, global: &Global, queue: Vec<&Repo>) -> usize {
                     display.started(&repo.name, address);
                     running.push(Running {
                         name: repo.name.clone(),
+                        mailto: repo.mailto.clone(),
                         child,
                         started: Instant::now(),
                     });
@@ -188,7 +191,7 @@ fn reap(home: &Home, global: &Global, running: &mut Vec<Running>, display: &mut 
             Ok(Some(status)) => Some(crate::process::shell_status(status)),
             Ok(None) if job.started.elapsed() > global.maxtime => {
                 let _ = job.child.terminate();
-                timed_out(home, global, &job.name);
+                timed_out(home, global, &job.name, job.mailto.as_deref());
                 Some(TIMED_OUT)
             }
             Ok(None) => None,
@@ -239,7 +242,7 @@ fn spawn_worker(home: &Home, name: &str, address: Option<&str>) -> std::io::Resu
 }
 
 /// A worker outlived `maxtime` and was stopped: it could not report itself.
-fn timed_out(home: &Home, global: &Global, name: &str) {
+fn timed_out(home: &Home, global: &Global, name: &str, mailto: Option<&str>) {
     let now = chrono::Utc::now().timestamp();
     let message = format!(
         "stopped after the wall-clock limit (maxtime) of {} s",
@@ -261,11 +264,8 @@ fn timed_out(home: &Home, global: &Global, name: &str) {
         ended: now,
         exit_code: i32::from(exit::FAILURE),
     };
-    if let Some(url) = &global.webhookurl {
-        let _ = notify::webhook(url, &event);
-    }
-    if let Some(mailto) = &global.mailto {
-        let _ = notify::mail(mailto, global.smtp.clone(), &event, None);
+    for failure in notify::alert(global, mailto, &event, None) {
+        eprintln!("dsync: {name}: {failure}");
     }
 }
 

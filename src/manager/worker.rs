@@ -600,25 +600,9 @@ impl<'a> Worker<'a> {
 
     /// Webhook on every result; mail on failures only (as ftpsync's ERRORSONLY).
     fn notify(&self, event: &Event) {
-        if let Some(url) = &self.global.webhookurl
-            && let Err(e) = notify::webhook(url, event)
-        {
-            self.log.line(&format!("webhook failed: {e}"));
-        }
-        let mailto = self
-            .repo
-            .mailto
-            .clone()
-            .or_else(|| self.global.mailto.clone());
-        if let Some(mailto) = mailto.filter(|_| !event.ok)
-            && let Err(e) = notify::mail(
-                &mailto,
-                self.global.smtp.clone(),
-                event,
-                Some(&self.log_path),
-            )
-        {
-            self.log.line(&format!("mail failed: {e}"));
+        let mailto = self.repo.mailto.as_deref();
+        for failure in notify::alert(self.global, mailto, event, Some(&self.log_path)) {
+            self.log.line(&failure);
         }
     }
 
