@@ -26,6 +26,7 @@ pub mod manager;
 pub mod process;
 pub mod rsync;
 pub mod shellconf;
+pub mod shrink;
 pub mod signals;
 pub mod trace;
 pub mod tunnel;

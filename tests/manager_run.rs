@@ -291,7 +291,7 @@ fn transient_failures_are_tried_again() {
     script(
         &flaky,
         &format!(
-            "#!/bin/sh\ncase \" $* \" in *--list-only*) exec rsync \"$@\";; esac\n\
+            "#!/bin/sh\ncase \" $* \" in *--list-only*|*\" --version \"*) exec rsync \"$@\";; esac\n\
              [ -e {m} ] || {{ touch {m}; exit 10; }}\nexec rsync \"$@\"\n",
             m = marker.display()
         ),

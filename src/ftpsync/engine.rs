@@ -116,6 +116,23 @@ fn in_to(to: &str, name: &str) -> PathBuf {
     PathBuf::from(format!("{to}/{name}"))
 }
 
+fn file_len(path: &Path) -> u64 {
+    std::fs::metadata(path).map_or(0, |m| m.len())
+}
+
+/// The last `--stats` regular-file count written to `path` after byte `from`.
+fn stats_since(path: &Path, from: u64) -> Option<u64> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path).ok()?;
+    file.seek(SeekFrom::Start(from)).ok()?;
+    let mut text = Vec::new();
+    file.read_to_end(&mut text).ok()?;
+    String::from_utf8_lossy(&text)
+        .lines()
+        .filter_map(crate::shrink::rsync_stats_regular_files)
+        .last()
+}
+
 fn touch(path: &Path) -> std::io::Result<()> {
     OpenOptions::new()
         .create(true)
@@ -143,16 +160,22 @@ impl Engine {
             self.req.callback = false;
             self.error("We are asked to call back, but we do not know where to and do not have a key, ignoring callback");
         }
+        if let Some(note) = self.s.rsync_gate_note.clone() {
+            self.log.line(&note);
+        }
         self.hook(1)?;
+        let local_files = self.local_files()?;
         let mut uip_retries = 0;
         while self.update_required().exists() {
             self.log.line(&format!(
                 "Running mirrorsync, update is required, {} exists",
                 self.update_required().display()
             ));
+            let stats_from = file_len(&self.s.log_rsync);
             let result = self.stage_one()?;
             let _ = std::fs::remove_file(self.update_required());
             self.check(result, 1, exit::STAGE1_FAILED)?;
+            self.shrink_guard(local_files, stats_from)?;
             self.hook(2)?;
             let result = self.stage_two(&mut uip_retries)?;
             self.check(result, 2, exit::STAGE2_FAILED)?;
@@ -170,6 +193,45 @@ impl Engine {
             self.hook(5)?;
         }
         Ok(())
+    }
+
+    /// Regular files of the mirror before stage one, when `MIN_UPSTREAM_RATIO`
+    /// asks for the shrink guard (0 otherwise).
+    fn local_files(&mut self) -> Result<u64, Stop> {
+        if self.s.min_upstream_ratio <= 0.0 {
+            return Ok(0);
+        }
+        crate::shrink::count_local_files(&self.to).map_err(|e| {
+            self.error(&format!("ERROR: cannot count the files of the mirror: {e}"));
+            exit::FAILURE
+        })
+    }
+
+    /// Stage two deletes: refuse it when stage one's `--stats` (written to
+    /// rsync's `--log-file` after `stats_from`) show a shrunken upstream.
+    fn shrink_guard(&mut self, local_files: u64, stats_from: u64) -> Result<(), Stop> {
+        if local_files == 0 || !(self.req.stage1 || self.req.all) {
+            return Ok(());
+        }
+        let Some(upstream) = stats_since(&self.s.log_rsync, stats_from) else {
+            self.log
+                .line("rsync printed no file count (no --stats): the shrink check was skipped");
+            return Ok(());
+        };
+        let knob = format!("MIN_UPSTREAM_RATIO=0 in {}", self.s.config_path.display());
+        match crate::shrink::check(
+            upstream,
+            local_files,
+            self.s.min_upstream_ratio,
+            &self.to,
+            &knob,
+        ) {
+            Ok(()) => Ok(()),
+            Err(shrunk) => {
+                self.error(&format!("ERROR: {shrunk}"));
+                Err(exit::FAILURE)
+            }
+        }
     }
 
     /// Stage one, repeated while pushes keep coming in.

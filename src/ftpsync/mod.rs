@@ -115,7 +115,9 @@ fn report(program: &str, error: &SettingsError) -> u8 {
             eprintln!("{program}: looked for: {}", list.join(", "));
             exit::CONFIG
         }
-        SettingsError::Parse(_) | SettingsError::NotANumber { .. } => {
+        SettingsError::Parse(_)
+        | SettingsError::NotANumber { .. }
+        | SettingsError::OptionLike { .. } => {
             eprintln!("{program}: {error}");
             exit::CONFIG
         }

@@ -22,6 +22,17 @@ pub enum SettingsError {
     Missing { var: &'static str, message: String },
     #[error("ARCH_EXCLUDE and ARCH_INCLUDE are mutually exclusive.  Set only one.")]
     BothArchFilters,
+    /// A path or host rsync would read as an option (`TO=--rsh=…`).
+    #[error(
+        "{var}={value:?} in {path}: starts with '-', so rsync would take it for an option; write the real {var} (an absolute path or a host name)"
+    )]
+    OptionLike {
+        var: &'static str,
+        value: String,
+        path: PathBuf,
+    },
+    #[error("{0}")]
+    VulnerableRsync(#[from] crate::rsync::gate::Refused),
     #[error("Unknown rsync transport configured ({0})")]
     UnknownTransport(String),
     #[error(
@@ -85,6 +96,12 @@ pub struct Settings {
     pub rsync: String,
     /// What `RSYNC --version` reported; chooses the default `RSYNC_OPTIONS`.
     pub rsync_protocol: Option<u32>,
+    /// What the rsync check has to say (a backport used, an override), for the log.
+    pub rsync_gate_note: Option<String>,
+    /// `MIN_UPSTREAM_RATIO` (ours; unset: off, as ftpsync): stage two is not
+    /// run when stage one's upstream lists fewer regular files than this
+    /// fraction of the mirror's (src/shrink.rs).
+    pub min_upstream_ratio: f64,
     pub rsync_extra: String,
     pub rsync_bw: String,
     /// `RSYNC_OPTIONS` if set; otherwise chosen from the rsync protocol version.
@@ -198,6 +215,7 @@ pub fn resolve(
     let fqdn = crate::host::fqdn();
     let mirrorname = or(vars, "MIRRORNAME", &fqdn);
     let to = or(vars, "TO", "/srv/mirrors/debian/");
+    not_an_option(vars, "TO", &config_path)?;
     let mailto = match vars.get("MAILTO").filter(|v| !v.is_empty()) {
         Some(m) => m.to_string(),
         None => vars
@@ -218,6 +236,8 @@ pub fn resolve(
         .filter(|s| !s.is_empty())
         .map(str::to_string);
     let rsync_host = or(vars, "RSYNC_HOST", "");
+    not_an_option(vars, "RSYNC_HOST", &config_path)?;
+    not_an_option(vars, "RSYNC_SOURCE", &config_path)?;
     let rsync_source = match explicit_source {
         Some(source) => source,
         None => {
@@ -253,7 +273,16 @@ pub fn resolve(
     // transport and architecture settings (visible to an RSYNC= wrapper).
     let rsync = or(vars, "RSYNC", "rsync");
     let rsync_argv: Vec<String> = rsync.split_whitespace().map(str::to_string).collect();
-    let rsync_protocol = crate::rsync::protocol_version(&rsync_argv);
+    let version_text = crate::rsync::version_output(&rsync_argv);
+    let rsync_protocol = version_text.as_deref().and_then(crate::rsync::protocol_of);
+    // Not ftpsync's: an rsync a hostile upstream can take over is refused
+    // before anything is touched (src/rsync/gate.rs).
+    let rsync_gate = crate::rsync::gate::check(
+        rsync_argv.first().map_or("rsync", String::as_str),
+        version_text.as_deref(),
+        vars.get("ALLOW_VULNERABLE_RSYNC") == Some("true"),
+        &format!("ALLOW_VULNERABLE_RSYNC=true in {}", config_path.display()),
+    )?;
     let transport = match transport_name.as_str() {
         "undefined" => Transport::Daemon,
         "ssh" => Transport::Ssh,
@@ -293,6 +322,8 @@ pub fn resolve(
         tracehost: or(vars, "TRACEHOST", &fqdn),
         rsync,
         rsync_protocol,
+        rsync_gate_note: rsync_gate.note(),
+        min_upstream_ratio: ratio(vars, "MIN_UPSTREAM_RATIO", &config_path)?,
         rsync_extra: or(vars, "RSYNC_EXTRA", ""),
         rsync_bw: or(vars, "RSYNC_BW", "0"),
         rsync_options: vars
@@ -366,6 +397,33 @@ fn number<T: std::str::FromStr + std::fmt::Display>(
             default: default.to_string(),
         }),
     }
+}
+
+/// Refuse a value of `var` that rsync would parse as an option: ftpsync puts
+/// `TO` and the source on rsync's command line without `--`.
+fn not_an_option(vars: &Vars, var: &'static str, path: &Path) -> Result<(), SettingsError> {
+    match vars.get(var) {
+        Some(value) if value.starts_with('-') => Err(SettingsError::OptionLike {
+            var,
+            value: value.to_string(),
+            path: path.to_path_buf(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// A fraction from 0 to 1 (0 when unset).
+fn ratio(vars: &Vars, var: &'static str, path: &Path) -> Result<f64, SettingsError> {
+    let value: f64 = number(vars, var, 0.0, path)?;
+    if (0.0..=1.0).contains(&value) {
+        return Ok(value);
+    }
+    Err(SettingsError::NotANumber {
+        var,
+        value: value.to_string(),
+        path: path.to_path_buf(),
+        default: "0.5".into(),
+    })
 }
 
 /// ftpsync's stage-one options: everything except the index files.

@@ -15,6 +15,41 @@ use super::repo::{self, Repo};
 use super::upstream::{self, Source};
 use super::xync::{self, key_line};
 
+/// The rsync general mode runs must not be one a hostile upstream can take
+/// over (src/rsync/gate.rs).
+fn check_rsync(home: &Home, global: &xync::Global, diags: &mut Vec<Diagnostic>) {
+    let program = super::general::rsync_program();
+    let text = crate::rsync::version_output(std::slice::from_ref(&program));
+    let verdict = crate::rsync::gate::check(
+        &program,
+        text.as_deref(),
+        global.allow_vulnerable_rsync,
+        "allow-vulnerable-rsync=true in xync.conf",
+    );
+    let conf = home.xync_conf();
+    match verdict {
+        Err(refused) => diags.push(Diagnostic::error(
+            &conf,
+            0,
+            format!("{}: {}", refused.what, refused.why),
+            format!(
+                "install rsync {} or newer (or your distribution's fixed package): a hostile upstream could take this one over (CVE-2024-12084..12088); to run it anyway set {}",
+                crate::rsync::gate::FIXED,
+                refused.override_hint
+            ),
+        )),
+        Ok(accepted @ crate::rsync::gate::Accepted::Overridden(_)) => {
+            diags.push(Diagnostic::warning(
+                &conf,
+                key_line(&std::fs::read_to_string(&conf).unwrap_or_default(), "allow-vulnerable-rsync"),
+                accepted.note().unwrap_or_default(),
+                format!("install rsync {} or newer, then delete allow-vulnerable-rsync", crate::rsync::gate::FIXED),
+            ))
+        }
+        Ok(_) => {}
+    }
+}
+
 /// How many upstreams are probed at the same time.
 const PARALLEL_PROBES: usize = 8;
 
@@ -37,6 +72,7 @@ pub fn check_all(home: &Home, reach: bool) -> Vec<Diagnostic> {
     let (global, mut found) = xync::load(&home.xync_conf());
     diags.append(&mut found);
     check_global_folders(home, &global, &mut diags);
+    check_rsync(home, &global, &mut diags);
     let (_, mut found) = upstream::load_catalog(home);
     diags.append(&mut found);
     let (repos, mut found) = repo::load_all(&home.repos_dir());

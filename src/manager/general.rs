@@ -39,6 +39,10 @@ pub struct Job<'a> {
     pub global: &'a Global,
     /// Debian-style ordering: everything but indices first, then the rest.
     pub two_stage: bool,
+    /// The shrink guard is on and the mirror holds files: a tree that is not
+    /// Debian-style also gets a first stage that deletes nothing, whose
+    /// `--stats` count the guard checks before the deleting stage.
+    pub guarded: bool,
 }
 
 /// The rsync program: `DSYNC_RSYNC` (a path, e.g. a newer rsync build) or `rsync`.
@@ -56,6 +60,9 @@ pub fn stages(job: &Job<'_>) -> Vec<Vec<String>> {
         "--no-motd".into(),
         "--stats".into(),
         "--no-human-readable".into(),
+        // The whole file list first, as ftpsync does: hard links across
+        // folders are found, and `--stats` counts the whole upstream.
+        "--no-inc-recursive".into(),
         // Overall progress, which the worker keeps out of the log (see progress.rs).
         "--info=progress2".into(),
         format!("--timeout={}", g.timeout),
@@ -89,6 +96,10 @@ pub fn stages(job: &Job<'_>) -> Vec<Vec<String>> {
     if job.two_stage {
         let mut first = common.clone();
         first.extend(DEFAULT_OPTIONS1.split_whitespace().map(str::to_string));
+        out.push(paths(first));
+    } else if job.guarded {
+        let mut first = common.clone();
+        first.push("--delay-updates".into());
         out.push(paths(first));
     }
     let mut last = common;
@@ -148,6 +159,7 @@ mod tests {
             address: Some("127.0.0.2"),
             global: &global,
             two_stage: true,
+            guarded: true,
         };
         let stages = stages(&job);
         assert_eq!(stages.len(), 2);
@@ -155,12 +167,35 @@ mod tests {
         assert!(!stages[0].iter().any(|a| a.starts_with("--delete")));
         assert!(stages[1].contains(&"--max-delete=40000".to_string()));
         for stage in &stages {
+            for safety in ["--safe-links", "--timeout=600", "--contimeout=60"] {
+                assert!(stage.contains(&safety.to_string()), "{safety}");
+            }
             assert!(stage.contains(&"--address=127.0.0.2".to_string()));
             assert_eq!(
                 &stage[stage.len() - 3..],
                 ["--", "rsync://127.0.0.1:873/debian/", "/srv/debian/"]
             );
         }
+    }
+
+    #[test]
+    fn a_guarded_tree_gets_a_first_stage_that_deletes_nothing() {
+        let global = Global::default();
+        let mut job = Job {
+            src: "rsync://127.0.0.1:873/arch",
+            save: Path::new("/srv/arch"),
+            address: None,
+            global: &global,
+            two_stage: false,
+            guarded: false,
+        };
+        assert_eq!(stages(&job).len(), 1);
+        job.guarded = true;
+        let stages = stages(&job);
+        assert_eq!(stages.len(), 2);
+        assert!(!stages[0].iter().any(|a| a.starts_with("--delete")));
+        assert!(stages[0].contains(&"--stats".to_string()));
+        assert!(stages[1].contains(&"--delete-delay".to_string()));
     }
 
     #[test]

@@ -109,16 +109,18 @@ pub fn file(run_dir: &Path, name: &str) -> PathBuf {
 
 /// Copy rsync's standard output into `log`, keeping progress lines out of it
 /// and writing the latest to `progress_file` (twice a second at most). rsync
-/// ends a progress update with `\r`, other lines with `\n`.
+/// ends a progress update with `\r`, other lines with `\n`. Returns the
+/// regular-file count of rsync's `--stats`, when it printed them.
 pub fn split_output(
     rsync_stdout: impl io::Read,
     mut log: impl Write,
     progress_file: &Path,
-) -> io::Result<()> {
+) -> io::Result<Option<u64>> {
     let mut reader = io::BufReader::new(rsync_stdout);
     let mut segment = Vec::new();
     let mut last_write: Option<Instant> = None;
     let mut pending: Option<Progress> = None;
+    let mut regular_files = None;
     loop {
         segment.clear();
         let n = read_segment(&mut reader, &mut segment)?;
@@ -138,13 +140,18 @@ pub fn split_output(
                 }
             }
             None if text.trim().is_empty() => {}
-            None => writeln!(log, "{text}")?,
+            None => {
+                if let Some(n) = crate::shrink::rsync_stats_regular_files(text) {
+                    regular_files = Some(n);
+                }
+                writeln!(log, "{text}")?
+            }
         }
     }
     if let Some(progress) = pending {
         write_atomically(progress_file, &progress.to_line())?;
     }
-    Ok(())
+    Ok(regular_files)
 }
 
 /// Read up to and including the next `\r` or `\n`.
@@ -281,7 +288,10 @@ mod tests {
         let file = dir.path().join("r.progress");
         let out = "\r  32768   1%    0.00kB/s    0:00:00  \r  3000000 100%  1.01MB/s  0:00:02 (xfr#1, to-chk=0/2)\n\nNumber of files: 2\nsub/file\n";
         let mut log = Vec::new();
-        split_output(out.as_bytes(), &mut log, &file).unwrap();
+        assert_eq!(
+            split_output(out.as_bytes(), &mut log, &file).unwrap(),
+            Some(0)
+        );
         assert_eq!(
             String::from_utf8(log).unwrap(),
             "Number of files: 2\nsub/file\n"

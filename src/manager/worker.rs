@@ -310,6 +310,7 @@ impl<'a> Worker<'a> {
             .collect();
         options.connections = self.global.dtp_connections;
         options.max_delete = self.global.max_delete;
+        options.min_upstream_ratio = self.global.min_upstream_ratio;
         options.timeout = Duration::from_secs(self.global.timeout);
         options.protect = vec![PathBuf::from(crate::trace::TRACE_DIR).join(&mirrorname)];
         // Our trace changes the installed manifest after each sync: keep the
@@ -445,6 +446,15 @@ impl<'a> Worker<'a> {
             defaults: vec![
                 ("TO", self.repo.save.to_string_lossy().into_owned()),
                 ("LOGDIR", logdir.to_string_lossy().into_owned()),
+                // xync.conf's guards reach the block; the block may override.
+                (
+                    "MIN_UPSTREAM_RATIO",
+                    self.global.min_upstream_ratio.to_string(),
+                ),
+                (
+                    "ALLOW_VULNERABLE_RSYNC",
+                    self.global.allow_vulnerable_rsync.to_string(),
+                ),
             ],
         };
         i32::from(crate::ftpsync::run_embedded(&config))
@@ -452,6 +462,9 @@ impl<'a> Worker<'a> {
 
     /// General mode: each upstream URL in turn until one works.
     fn run_rsync(&self, urls: &[String]) -> (SyncResult, bool) {
+        if let Err(refused) = self.rsync_gate() {
+            return (Err((exit::FAILURE as i32, refused)), false);
+        }
         let mut outcome = (
             Err((exit::CONFIG as i32, "no upstream URL".to_string())),
             false,
@@ -459,14 +472,19 @@ impl<'a> Worker<'a> {
         for url in urls {
             let two_stage =
                 general::looks_like_debian(&self.repo.save, url, self.global, self.address);
+            let local_files = match self.local_files() {
+                Ok(n) => n,
+                Err(failed) => return (Err(failed), false),
+            };
             let job = Job {
                 src: url,
                 save: &self.repo.save,
                 address: self.address,
                 global: self.global,
                 two_stage,
+                guarded: local_files > 0,
             };
-            outcome = self.run_stages(&job);
+            outcome = self.run_stages(&job, local_files);
             if outcome.0.is_ok() || !outcome.1 {
                 break;
             }
@@ -474,7 +492,43 @@ impl<'a> Worker<'a> {
         outcome
     }
 
-    fn run_stages(&self, job: &Job<'_>) -> (SyncResult, bool) {
+    /// The rsync version check (src/rsync/gate.rs); its note goes to the log.
+    fn rsync_gate(&self) -> Result<(), String> {
+        let program = general::rsync_program();
+        let text = crate::rsync::version_output(std::slice::from_ref(&program));
+        match crate::rsync::gate::check(
+            &program,
+            text.as_deref(),
+            self.global.allow_vulnerable_rsync,
+            "allow-vulnerable-rsync=true in xync.conf",
+        ) {
+            Ok(accepted) => {
+                if let Some(note) = accepted.note() {
+                    self.log.line(&note);
+                }
+                Ok(())
+            }
+            Err(refused) => {
+                self.log.line(&refused.to_string());
+                Err(refused.to_string())
+            }
+        }
+    }
+
+    /// Regular files the mirror holds, for the shrink guard (0: guard off).
+    fn local_files(&self) -> Result<u64, (i32, String)> {
+        if self.global.min_upstream_ratio <= 0.0 {
+            return Ok(0);
+        }
+        crate::shrink::count_local_files(&self.repo.save).map_err(|e| {
+            (
+                exit::FAILURE as i32,
+                format!("cannot count the files of the mirror: {e}"),
+            )
+        })
+    }
+
+    fn run_stages(&self, job: &Job<'_>, local_files: u64) -> (SyncResult, bool) {
         if let Err(e) = std::fs::create_dir_all(job.save) {
             return (
                 Err((
@@ -484,10 +538,12 @@ impl<'a> Worker<'a> {
                 false,
             );
         }
-        for (n, argv) in general::stages(job).iter().enumerate() {
+        let stages = general::stages(job);
+        let last = stages.len() - 1;
+        for (n, argv) in stages.iter().enumerate() {
             self.log
                 .line(&format!("stage {}: {}", n + 1, argv.join(" ")));
-            let code = self.run_logged(argv);
+            let (code, upstream_files) = self.run_counting(argv);
             self.log.line(&format!(
                 "rsync exit code {code}: {}",
                 crate::rsync::meaning(code)
@@ -500,15 +556,47 @@ impl<'a> Worker<'a> {
                 Outcome::Transient => return (Err((code, crate::rsync::meaning(code))), true),
                 Outcome::Failed => return (Err((code, crate::rsync::meaning(code))), false),
             }
+            if n < last
+                && let Err(refused) = self.shrink_guard(upstream_files, local_files)
+            {
+                return (Err((exit::FAILURE as i32, refused)), false);
+            }
         }
         (Ok(()), false)
     }
 
-    /// Run rsync with stderr appended to the repository's log, and stdout too
-    /// but for its progress lines, which go to `run/NAME.progress`.
+    /// Before the deleting stage: the upstream's regular-file count, from the
+    /// first stage's `--stats`, against the mirror's.
+    fn shrink_guard(&self, upstream: Option<u64>, local: u64) -> Result<(), String> {
+        let Some(upstream) = upstream else {
+            self.log
+                .line("rsync printed no file count: the shrink check was skipped");
+            return Ok(());
+        };
+        crate::shrink::check(
+            upstream,
+            local,
+            self.global.min_upstream_ratio,
+            &self.repo.save,
+            "min-upstream-ratio=0 in xync.conf",
+        )
+        .map_err(|shrunk| {
+            self.log.line(&shrunk.to_string());
+            shrunk.to_string()
+        })
+    }
+
+    /// Run a hook with its output appended to the repository's log.
     fn run_logged(&self, argv: &[String]) -> i32 {
+        self.run_counting(argv).0
+    }
+
+    /// Run rsync (or a hook) with stderr appended to the repository's log,
+    /// and stdout too but for its progress lines, which go to
+    /// `run/NAME.progress`; also the regular-file count of its `--stats`.
+    fn run_counting(&self, argv: &[String]) -> (i32, Option<u64>) {
         let Some((program, args)) = argv.split_first() else {
-            return 1;
+            return (1, None);
         };
         let mut cmd = Command::new(program);
         cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped());
@@ -520,7 +608,7 @@ impl<'a> Worker<'a> {
             Ok(child) => child,
             Err(e) => {
                 self.log.line(&format!("cannot run {program}: {e}"));
-                return 127;
+                return (127, None);
             }
         };
         let progress_file = progress::file(&self.home.run_dir(), &self.repo.name);
@@ -532,16 +620,17 @@ impl<'a> Worker<'a> {
             std::thread::spawn(move || progress::split_output(stdout, log, &progress_file))
         });
         let status = child.wait();
-        if let Some(copier) = copier
-            && let Ok(Err(e)) = copier.join()
-        {
-            self.log.line(&format!("cannot copy rsync's output: {e}"));
+        let mut count = None;
+        match copier.map(|c| c.join()) {
+            Some(Ok(Ok(n))) => count = n,
+            Some(Ok(Err(e))) => self.log.line(&format!("cannot copy rsync's output: {e}")),
+            _ => {}
         }
         match status {
-            Ok(status) => crate::process::shell_status(status),
+            Ok(status) => (crate::process::shell_status(status), count),
             Err(e) => {
                 self.log.line(&format!("lost {program}: {e}"));
-                127
+                (127, None)
             }
         }
     }

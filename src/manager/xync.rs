@@ -59,6 +59,16 @@ pub struct Global {
     /// `dtp-bwlimit`: KiB/s one client address may download from the DTP
     /// service, shared by its connections; 0 is no limit (the default).
     pub dtp_bwlimit: u64,
+    /// `dtp-user`: the account the DTP service drops to after binding its
+    /// port when started as root (a root service refuses to run without it).
+    pub dtp_user: Option<String>,
+    /// `min-upstream-ratio`: a sync whose upstream lists fewer regular files
+    /// than this fraction of the local mirror's is refused before anything is
+    /// deleted (default 0.5; 0 turns the check off).
+    pub min_upstream_ratio: f64,
+    /// `allow-vulnerable-rsync`: run an rsync older than 3.4.0 that carries no
+    /// distribution fix for CVE-2024-12084..12088 (default false: refuse).
+    pub allow_vulnerable_rsync: bool,
 }
 
 /// The default of `dtp-listen`.
@@ -88,6 +98,9 @@ impl Default for Global {
             dtp_maxconn: 64,
             dtp_connections: 50,
             dtp_bwlimit: 0,
+            dtp_user: None,
+            min_upstream_ratio: 0.5,
+            allow_vulnerable_rsync: false,
         }
     }
 }
@@ -116,6 +129,9 @@ pub const KEYS: &[&str] = &[
     "dtp-connections",
     "dtp-maxconn",
     "dtp-bwlimit",
+    "dtp-user",
+    "min-upstream-ratio",
+    "allow-vulnerable-rsync",
 ];
 
 /// Parse `text` (the file `path`): every problem is returned, never only the first.
@@ -249,9 +265,50 @@ fn apply(g: &mut Global, key: &str, value: &str) -> Result<Option<Problem>, Prob
         "dtp-connections" => g.dtp_connections = number_in(key, value, 1, 1000, "50")? as usize,
         "dtp-maxconn" => g.dtp_maxconn = number_in(key, value, 1, 10000, "64")? as usize,
         "dtp-bwlimit" => g.dtp_bwlimit = number_in(key, value, 0, 100_000_000, "10240")?,
+        "dtp-user" => g.dtp_user = Some(account(key, value)?),
+        "min-upstream-ratio" => g.min_upstream_ratio = ratio(key, value)?,
+        "allow-vulnerable-rsync" => g.allow_vulnerable_rsync = boolean(key, value)?,
         _ => unreachable!("{key} is in KEYS but not handled"),
     }
     Ok(None)
+}
+
+/// A user name as useradd accepts it (letters, digits, `_`, `-`, `.`, not
+/// starting with `-`), or a numeric uid.
+fn account(key: &str, value: &str) -> Result<String, Problem> {
+    let ok = !value.is_empty()
+        && value.len() <= 32
+        && !value.starts_with('-')
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if ok {
+        Ok(value.to_string())
+    } else {
+        Err((
+            format!("{key}={value} is not a user name"),
+            format!(
+                "write the name of an unprivileged account that may read the mirrors, e.g. {key}=nobody"
+            ),
+        ))
+    }
+}
+
+/// A fraction from 0 to 1 (`0.5`), or a percentage (`50%`).
+fn ratio(key: &str, value: &str) -> Result<f64, Problem> {
+    let parsed = match value.strip_suffix('%') {
+        Some(percent) => percent.parse::<f64>().map(|p| p / 100.0),
+        None => value.parse::<f64>(),
+    };
+    match parsed {
+        Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+        _ => Err((
+            format!("{key}={value} is not a fraction from 0 to 1"),
+            format!(
+                "write a fraction or a percentage, e.g. {key}=0.5 or {key}=50% (0 turns the check off)"
+            ),
+        )),
+    }
 }
 
 fn number_in(key: &str, value: &str, min: u64, max: u64, example: &str) -> Result<u64, Problem> {

@@ -52,6 +52,9 @@ pub enum ClientError {
     )]
     TooManyDeletions { count: u64, max: u64 },
 
+    #[error("{0}; nothing was changed")]
+    Shrunk(crate::shrink::Shrunk),
+
     /// The bytes served are not those the manifest describes: a broken or
     /// hostile upstream. The partial file is removed.
     #[error("{path}: {reason}; the file was discarded and the mirror keeps its previous state")]

@@ -68,6 +68,9 @@ pub struct ClientOptions {
     pub connections: usize,
     /// Most entries one sync may remove (replacements included).
     pub max_delete: u64,
+    /// Refuse a manifest listing fewer regular files than this fraction of
+    /// the mirror's (src/shrink.rs); 0: no check.
+    pub min_upstream_ratio: f64,
     /// Pause while the upstream shows an update in progress.
     pub uip_sleep: Duration,
     /// Pauses before giving up on an update in progress.
@@ -93,6 +96,7 @@ impl ClientOptions {
             addresses: Vec::new(),
             connections: DEFAULT_CONNECTIONS,
             max_delete: 40000,
+            min_upstream_ratio: 0.5,
             uip_sleep: Duration::from_secs(300),
             uip_retries: 3,
             timeout: Duration::from_secs(600),
@@ -112,6 +116,34 @@ pub struct Summary {
     pub deleted: u64,
     /// Entries of the manifest.
     pub entries: u64,
+}
+
+/// Refuse a manifest whose regular files are too few beside the mirror's,
+/// before anything is touched.
+fn shrink_guard(
+    options: &ClientOptions,
+    manifest: &Manifest,
+    local: &walk::Local,
+) -> Result<(), ClientError> {
+    use crate::dtp::manifest::Kind;
+    let upstream = manifest
+        .entries
+        .iter()
+        .filter(|e| e.kind == Kind::File)
+        .count() as u64;
+    let mirror = local
+        .entries
+        .values()
+        .filter(|e| e.kind == walk::LocalKind::File)
+        .count() as u64;
+    crate::shrink::check(
+        upstream,
+        mirror,
+        options.min_upstream_ratio,
+        &options.save,
+        "min-upstream-ratio=0 in xync.conf",
+    )
+    .map_err(ClientError::Shrunk)
 }
 
 /// Sync `options.save` from `options.url`; `log` gets one line per step.
@@ -194,6 +226,7 @@ async fn run(
             local.entries.remove(path);
         }
     }
+    shrink_guard(options, &manifest, &local)?;
     let plan = diff::plan(&manifest, local);
     log(&format!(
         "plan: {} folders to create, stage one {} files ({} bytes), stage two {} files ({} bytes), {} symlinks, {} removals",

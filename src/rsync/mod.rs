@@ -6,6 +6,8 @@ use std::process::{Command, Stdio};
 
 use regex::Regex;
 
+pub mod gate;
+
 /// How ftpsync treats an rsync exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -57,8 +59,8 @@ pub fn meaning(code: i32) -> String {
     text.to_string()
 }
 
-/// The protocol version `RSYNC --version` reports, as ftpsync parses it.
-pub fn protocol_version(rsync: &[String]) -> Option<u32> {
+/// What `RSYNC --version` prints (`rsync` may carry options: `rsync -6`).
+pub fn version_output(rsync: &[String]) -> Option<String> {
     let (program, args) = rsync.split_first()?;
     let out = Command::new(program)
         .args(args)
@@ -67,9 +69,13 @@ pub fn protocol_version(rsync: &[String]) -> Option<u32> {
         .stderr(Stdio::null())
         .output()
         .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The protocol version in `--version` output, as ftpsync parses it.
+pub fn protocol_of(version_text: &str) -> Option<u32> {
     let re = Regex::new(r"protocol[ ]+version[ ]+([0-9]+)").expect("static regex");
-    re.captures(&text)?.get(1)?.as_str().parse().ok()
+    re.captures(version_text)?.get(1)?.as_str().parse().ok()
 }
 
 /// The transfer speed of the last rsync run in KiB/s, read from the last two lines
