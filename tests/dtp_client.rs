@@ -30,6 +30,12 @@ impl Host {
     /// A host serving `repos` (folders of its webroot, created empty).
     fn start(repos: &[&str]) -> Host {
         let dir = tempfile::tempdir().unwrap();
+        // As root the service runs as `dtp-user=nobody`: let it in (0700 as made).
+        let root = rustix::process::geteuid().is_root();
+        if root {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
         let home = dir.path().join("host");
         std::fs::create_dir_all(home.join("dtp")).unwrap();
         std::fs::create_dir_all(home.join("repos")).unwrap();
@@ -48,9 +54,10 @@ impl Host {
             std::fs::write(
                 home.join("xync.conf"),
                 format!(
-                    "webroot={}\ndtp-listen=127.0.0.1:{}\n",
+                    "webroot={}\ndtp-listen=127.0.0.1:{}\n{}",
                     host.webroot().display(),
-                    host.port
+                    host.port,
+                    if root { "dtp-user=nobody\n" } else { "" }
                 ),
             )
             .unwrap();
@@ -434,7 +441,12 @@ fn more_deletions_than_max_delete_are_refused_before_anything_changes() {
     std::fs::write(up.join("new"), "new\n").unwrap();
     host.gendsync("repo");
     let before = tree_snapshot(save.path());
-    let (result, log) = sync_with(&host, "repo", save.path(), |o| o.max_delete = 10);
+    // Only max-delete is under test here: the shrink guard (21 of 22 files
+    // gone) would refuse first.
+    let (result, log) = sync_with(&host, "repo", save.path(), |o| {
+        o.max_delete = 10;
+        o.min_upstream_ratio = 0.0;
+    });
     match result {
         Err(ClientError::TooManyDeletions { count: 21, max: 10 }) => {}
         other => panic!("{other:?}\n{}", log.join("\n")),
@@ -442,8 +454,50 @@ fn more_deletions_than_max_delete_are_refused_before_anything_changes() {
     let diff = snapshot_diff(&before, &tree_snapshot(save.path()));
     assert!(diff.is_empty(), "{}", diff.join("\n"));
 
-    let (result, _) = sync_with(&host, "repo", save.path(), |o| o.max_delete = 21);
+    let (result, _) = sync_with(&host, "repo", save.path(), |o| {
+        o.max_delete = 21;
+        o.min_upstream_ratio = 0.0;
+    });
     assert_eq!(result.unwrap().deleted, 21);
+    assert_mirrors(&host, "repo", save.path());
+}
+
+#[test]
+fn an_emptied_upstream_is_refused_before_anything_changes() {
+    let host = Host::start(&["repo"]);
+    let up = host.root("repo");
+    std::fs::create_dir_all(up.join("pool")).unwrap();
+    for i in 0..10 {
+        std::fs::write(up.join(format!("pool/f{i}")), format!("{i}\n")).unwrap();
+    }
+    host.gendsync("repo");
+    let save = tempfile::tempdir().unwrap();
+    sync_ok(&host, "repo", save.path());
+
+    // 7 of 10 files gone, one new: 4 listed, under half of the mirror's 10.
+    for i in 0..7 {
+        std::fs::remove_file(up.join(format!("pool/f{i}"))).unwrap();
+    }
+    std::fs::write(up.join("pool/new"), "new\n").unwrap();
+    host.gendsync("repo");
+    let before = tree_snapshot(save.path());
+    let (result, log) = sync_with(&host, "repo", save.path(), |_| {});
+    match &result {
+        Err(e @ ClientError::Shrunk(_)) => {
+            let text = e.to_string();
+            assert!(
+                text.contains("upstream lists only 4 regular files, fewer than 50% of the 10"),
+                "{text}"
+            );
+            assert!(text.contains("min-upstream-ratio=0 in xync.conf"), "{text}");
+        }
+        other => panic!("{other:?}\n{}", log.join("\n")),
+    }
+    let diff = snapshot_diff(&before, &tree_snapshot(save.path()));
+    assert!(diff.is_empty(), "{}", diff.join("\n"));
+
+    let (result, _) = sync_with(&host, "repo", save.path(), |o| o.min_upstream_ratio = 0.0);
+    assert_eq!(result.unwrap().deleted, 7);
     assert_mirrors(&host, "repo", save.path());
 }
 

@@ -9,7 +9,8 @@ use std::collections::HashMap;
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::os::unix::fs::symlink;
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
@@ -23,20 +24,63 @@ const WAIT: Duration = Duration::from_secs(30);
 
 // ---------------------------------------------------------------- fixtures
 
+/// Are the tests root? Then every service they start binds as root and runs
+/// as `SERVICE_USER` (`dtp-user=`), as a root service must.
+fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// The unprivileged account services started as root become.
+const SERVICE_USER: &str = "nobody";
+
+/// The xync.conf line a service started by these tests needs.
+fn dtp_user_line() -> String {
+    if is_root() {
+        format!("dtp-user={SERVICE_USER}\n")
+    } else {
+        String::new()
+    }
+}
+
+/// As root, let `SERVICE_USER` into a temporary folder (0700 as made).
+fn open_to_service(dir: &Path) {
+    if is_root() {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+}
+
+/// `id FLAG SERVICE_USER`: the account as the system's own tool reports it.
+fn id_of_service_user(flag: &str) -> Vec<u32> {
+    let out = Command::new("id")
+        .arg(flag)
+        .arg(SERVICE_USER)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(|n| n.parse().unwrap())
+        .collect()
+}
+
 /// A host home with a webroot holding `debian` (listed) and `secret` (not).
 struct Host {
     dir: tempfile::TempDir,
     port: u16,
     service: Option<Child>,
+    /// Start the service as this uid and gid rather than as the tests' user.
+    run_as: Option<(u32, u32)>,
 }
 
 impl Host {
     fn new() -> Host {
         let dir = tempfile::tempdir().unwrap();
+        open_to_service(dir.path());
         let host = Host {
             dir,
             port: 0,
             service: None,
+            run_as: None,
         };
         let repo = host.repo();
         fs::create_dir_all(repo.join("dists/stable")).unwrap();
@@ -70,7 +114,14 @@ impl Host {
         fs::write(self.home().join("dtp").join(name), text).unwrap();
     }
 
+    /// xync.conf: webroot, the port, `dtp-user=` where the tests are root,
+    /// and `extra`.
     fn xync(&self, extra: &str) {
+        self.xync_exactly(&format!("{}{extra}", dtp_user_line()));
+    }
+
+    /// xync.conf: webroot, the port and `extra` only.
+    fn xync_exactly(&self, extra: &str) {
         fs::write(
             self.home().join("xync.conf"),
             format!(
@@ -109,6 +160,9 @@ impl Host {
                 .stdin(Stdio::null())
                 .stdout(out.try_clone().unwrap())
                 .stderr(out);
+            if let Some((uid, gid)) = self.run_as {
+                cmd.uid(uid).gid(gid);
+            }
             let mut child = cmd.spawn().unwrap();
             let ready = poll_until(WAIT, || {
                 TcpStream::connect(self.addr()).is_ok() || child.try_wait().unwrap().is_some()
@@ -129,6 +183,21 @@ impl Host {
 
     fn addr(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// The pid file is gone, or empty where the service dropped root (it
+    /// cannot remove a file from HOME/dtp then, so it empties it).
+    #[track_caller]
+    fn assert_no_pid_file(&self) {
+        let path = self.home().join("dtp/service.pid");
+        match fs::read_to_string(&path) {
+            Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::NotFound),
+            Ok(text) => assert!(
+                is_root() && text.is_empty(),
+                "{} still says {text:?}",
+                path.display()
+            ),
+        }
     }
 
     fn service_out(&self) -> String {
@@ -645,10 +714,15 @@ fn background_service_reload_and_stop() {
 #[test]
 fn first_service_writes_commented_host_files() {
     let dir = tempfile::tempdir().unwrap();
+    open_to_service(dir.path());
     let home = dir.path().join("home");
     let port = free_port();
     fs::create_dir_all(&home).unwrap();
-    fs::write(home.join("xync.conf"), format!("dtp-listen={port}\n")).unwrap();
+    fs::write(
+        home.join("xync.conf"),
+        format!("dtp-listen={port}\n{}", dtp_user_line()),
+    )
+    .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_dsync"))
         .arg("-home")
         .arg(&home)
@@ -760,7 +834,7 @@ fn sigterm_lets_a_transfer_finish_then_exits_0() {
     assert!(response.body == big, "the transfer was cut short");
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(0), "{}", host.service_out());
-    assert!(!host.home().join("dtp/service.pid").exists());
+    host.assert_no_pid_file();
 }
 
 #[test]
@@ -778,8 +852,9 @@ fn listen_addresses_of_every_form() {
         fs::write(
             host.home().join("xync.conf"),
             format!(
-                "webroot={}\ndtp-listen={listen}\n",
-                host.webroot().display()
+                "webroot={}\ndtp-listen={listen}\n{}",
+                host.webroot().display(),
+                dtp_user_line()
             ),
         )
         .unwrap();
@@ -803,4 +878,562 @@ fn listen_addresses_of_every_form() {
         assert!(up, "nothing listens on {listen}");
         assert_eq!(answer.unwrap().text(), "debian\n", "{listen}");
     }
+}
+
+// ---------------------------------------------------------------- privileges
+
+/// Run `cmd` (a service expected to refuse) to its end; kill it and fail if
+/// it still runs after `WAIT`.
+fn output_within(mut cmd: Command) -> Output {
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(WAIT) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            // SAFETY: kill has no memory-safety preconditions.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            panic!("the service still runs after {WAIT:?}: it did not refuse");
+        }
+    }
+}
+
+/// `SERVICE_USER`'s uid and gid.
+fn service_ids() -> (u32, u32) {
+    (id_of_service_user("-u")[0], id_of_service_user("-g")[0])
+}
+
+/// `chown -R uid:gid path`, without following symlinks.
+fn chown_tree(path: &Path, uid: u32, gid: u32) {
+    std::os::unix::fs::lchown(path, Some(uid), Some(gid)).unwrap();
+    if fs::symlink_metadata(path).unwrap().is_dir() {
+        for entry in fs::read_dir(path).unwrap() {
+            chown_tree(&entry.unwrap().path(), uid, gid);
+        }
+    }
+}
+
+/// The value of `key` in a /proc status text.
+fn status_field<'a>(status: &'a str, key: &str) -> &'a str {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .unwrap_or_else(|| panic!("no {key} in\n{status}"))
+        .trim()
+}
+
+#[test]
+fn as_root_without_dtp_user_the_service_refuses_to_start_and_names_the_fix() {
+    if !is_root() {
+        eprintln!(
+            "SKIPPED as_root_without_dtp_user_the_service_refuses_to_start_and_names_the_fix: \
+             the tests do not run as root"
+        );
+        return;
+    }
+    let mut host = Host::new();
+    host.port = free_port();
+    host.xync_exactly("");
+    let conf = host.home().join("xync.conf").display().to_string();
+    for args in [&["-service", "-foreground"][..], &["-service"]] {
+        let mut cmd = host.dsync();
+        cmd.args(args);
+        let out = output_within(cmd);
+        assert_eq!(
+            out.status.code(),
+            Some(78),
+            "{args:?}: {}",
+            output_text(&out)
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        for want in [
+            "the DTP service does not start as root without dtp-user",
+            &format!("{conf} sets none"),
+            &format!("add dtp-user=NAME to {conf}"),
+            "dtp-user=nobody",
+            &format!("dsync -home {} -startup", host.home().display()),
+            "User=",
+        ] {
+            assert!(stderr.contains(want), "{args:?}: no {want:?} in\n{stderr}");
+        }
+        assert!(!host.home().join("dtp/service.pid").exists());
+        assert!(
+            TcpStream::connect(host.addr()).is_err(),
+            "something listens on the service's port"
+        );
+    }
+    // Accounts a root service cannot become.
+    for (user, want) in [
+        ("root", "is root (uid 0)"),
+        ("0", "is root (uid 0)"),
+        ("no-such-account-dsync", "no such account"),
+        ("4294967294", "no such account has this uid"),
+    ] {
+        host.xync_exactly(&format!("dtp-user={user}\n"));
+        let mut cmd = host.dsync();
+        cmd.args(["-service", "-foreground"]);
+        let out = output_within(cmd);
+        assert_eq!(out.status.code(), Some(78), "{user}: {}", output_text(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!("dtp-user={user} in {conf}: ")) && stderr.contains(want),
+            "{user}: {stderr}"
+        );
+        assert!(TcpStream::connect(host.addr()).is_err());
+    }
+}
+
+#[test]
+fn as_root_the_service_becomes_dtp_user_in_every_thread_serves_and_reloads() {
+    if !is_root() {
+        eprintln!(
+            "SKIPPED as_root_the_service_becomes_dtp_user_in_every_thread_serves_and_reloads: \
+             the tests do not run as root"
+        );
+        return;
+    }
+    let (uid, gid) = service_ids();
+    let groups: std::collections::BTreeSet<u32> = id_of_service_user("-G").into_iter().collect();
+    let mut host = Host::new();
+    host.dtp("firewall.conf", "allow=127.0.0.1, 127.0.0.2\n");
+    host.start("", &[]);
+    let pid = host.service.as_ref().unwrap().id();
+
+    // Written as root, before the drop.
+    let pid_file = host.home().join("dtp/service.pid");
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(fs::metadata(&pid_file).unwrap().uid(), 0);
+    assert_eq!(
+        fs::read_to_string(&pid_file).unwrap().lines().next(),
+        Some(pid.to_string().as_str())
+    );
+
+    // What the kernel says of the process and of each of its threads.
+    let ids = |n: u32| format!("{n}\t{n}\t{n}\t{n}");
+    let mut statuses = vec![(
+        "process".to_string(),
+        fs::read_to_string(format!("/proc/{pid}/status")).unwrap(),
+    )];
+    for task in fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let task = task.unwrap();
+        if let Ok(status) = fs::read_to_string(task.path().join("status")) {
+            statuses.push((
+                format!("thread {}", task.file_name().to_string_lossy()),
+                status,
+            ));
+        }
+    }
+    assert!(statuses.len() >= 3, "the runtime's threads are missing");
+    for (what, status) in &statuses {
+        assert_eq!(status_field(status, "Uid:"), ids(uid), "{what}");
+        assert_eq!(status_field(status, "Gid:"), ids(gid), "{what}");
+        let have: std::collections::BTreeSet<u32> = status_field(status, "Groups:")
+            .split_whitespace()
+            .map(|g| g.parse().unwrap())
+            .collect();
+        assert_eq!(have, groups, "{what}: Groups");
+        for caps in ["CapPrm:", "CapEff:", "CapAmb:"] {
+            assert_eq!(
+                status_field(status, caps),
+                "0000000000000000",
+                "{what}: {caps}"
+            );
+        }
+    }
+    assert!(
+        host.service_out()
+            .contains(&format!("running as {SERVICE_USER} (uid {uid}, gid {gid})")),
+        "{}",
+        host.service_out()
+    );
+
+    // It serves, and logs through the log it opened as root.
+    let r = host.get("/debian/dists/stable/Release");
+    assert_eq!((r.status, r.text().as_str()), (200, "0123456789"));
+    host.wait_logged(&[" 127.0.0.1 GET \"/debian/dists/stable/Release\" 200 10 "]);
+
+    // -reload: the configuration read again as the service's account.
+    host.dtp("firewall.conf", "allow=127.0.0.2\n");
+    let out = host.dsync().arg("-reload").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    wait_for_what(WAIT, "the service's reload message", || {
+        host.service_out().contains("reloaded:")
+    });
+    assert_eq!(host.get("/").status, 403);
+    assert_eq!(get_from("127.0.0.2", &host, "/").status, 200);
+    assert!(
+        !host.service_out().contains("cannot reopen the access log"),
+        "{}",
+        host.service_out()
+    );
+
+    // A configuration the account cannot read: the old one is kept, and why.
+    fs::set_permissions(
+        host.home().join("xync.conf"),
+        fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    host.dtp("firewall.conf", "allow=127.0.0.1\n");
+    let out = host.dsync().arg("-reload").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    wait_for_what(WAIT, "the failed reload in the service log", || {
+        host.service_out().contains(&format!(
+            "reload failed: the configuration has errors (read as {SERVICE_USER}"
+        ))
+    });
+    let log = host.service_out();
+    assert!(log.contains("cannot read: Permission denied"), "{log}");
+    assert_eq!(host.get("/").status, 403, "the old configuration was kept");
+    assert_eq!(get_from("127.0.0.2", &host, "/").status, 200);
+
+    // SIGTERM: it stops cleanly, its pid file emptied.
+    let mut child = host.service.take().unwrap();
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{}", host.service_out());
+    host.assert_no_pid_file();
+}
+
+/// A read-only bind mount of a folder onto itself, undone when dropped.
+struct ReadOnlyBind(PathBuf);
+
+impl ReadOnlyBind {
+    fn new(path: &Path) -> Option<ReadOnlyBind> {
+        let mount = |args: &[&str]| {
+            Command::new("mount")
+                .args(args)
+                .arg(path)
+                .args(if args[0] == "--bind" {
+                    vec![path]
+                } else {
+                    vec![]
+                })
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if !mount(&["--bind"]) {
+            return None;
+        }
+        let guard = ReadOnlyBind(path.to_path_buf());
+        mount(&["-o", "remount,bind,ro"]).then_some(guard)
+    }
+}
+
+impl Drop for ReadOnlyBind {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn as_root_a_tree_the_service_user_can_write_or_not_read_is_refused() {
+    if !is_root() {
+        eprintln!(
+            "SKIPPED as_root_a_tree_the_service_user_can_write_or_not_read_is_refused: \
+             the tests do not run as root"
+        );
+        return;
+    }
+    let (uid, gid) = service_ids();
+    let mut host = Host::new();
+    host.port = free_port();
+    host.xync("");
+    let repo = host.repo();
+    let foreground = |host: &Host| {
+        let mut cmd = host.dsync();
+        cmd.args(["-service", "-foreground"]);
+        output_within(cmd)
+    };
+
+    // Owned by the service's account.
+    std::os::unix::fs::chown(&repo, Some(uid), Some(gid)).unwrap();
+    let out = foreground(&host);
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for want in [
+        // Checked as the account, after the drop.
+        &format!("running as {SERVICE_USER} (uid {uid}, gid {gid})"),
+        "dsync: the DTP service does not start: ",
+        &format!(
+            "debian's folder {} is writable by {SERVICE_USER}, the account the DTP service runs as",
+            repo.display()
+        ),
+        "dtp-user= in xync.conf",
+        "ReadOnlyPaths=",
+    ] {
+        assert!(stderr.contains(want), "no {want:?} in\n{stderr}");
+    }
+    assert!(TcpStream::connect(host.addr()).is_err(), "it listened");
+    host.assert_no_pid_file();
+    // `-service` in the background says the same.
+    let mut cmd = host.dsync();
+    cmd.arg("-service");
+    let out = output_within(cmd);
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains(&format!("{} is writable by {SERVICE_USER}", repo.display())),
+        "{}",
+        output_text(&out)
+    );
+    host.assert_no_pid_file();
+
+    // Writable by everyone: the same.
+    std::os::unix::fs::chown(&repo, Some(0), Some(0)).unwrap();
+    fs::set_permissions(&repo, fs::Permissions::from_mode(0o777)).unwrap();
+    let out = foreground(&host);
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is writable by"));
+
+    // Not readable by the account: nothing could be served.
+    fs::set_permissions(&repo, fs::Permissions::from_mode(0o700)).unwrap();
+    let out = foreground(&host);
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "debian's folder {} is not readable by {SERVICE_USER}",
+            repo.display()
+        )) && stderr.contains("chmod o+rx"),
+        "{stderr}"
+    );
+
+    // Writable by its permissions but mounted read-only: served.
+    fs::set_permissions(&repo, fs::Permissions::from_mode(0o777)).unwrap();
+    let Some(read_only) = ReadOnlyBind::new(&repo) else {
+        eprintln!(
+            "SKIPPED the read-only mount part of as_root_a_tree_the_service_user_can_write_or_not_read_is_refused: \
+             mount --bind is not permitted here"
+        );
+        return;
+    };
+    host.start("", &[]);
+    let r = host.get("/debian/dists/stable/Release");
+    assert_eq!((r.status, r.text().as_str()), (200, "0123456789"));
+    assert!(
+        !host.service_out().contains("writable"),
+        "{}",
+        host.service_out()
+    );
+    if let Some(mut child) = host.service.take() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    drop(read_only);
+}
+
+#[test]
+fn a_service_not_started_as_root_warns_about_a_writable_tree_and_serves_it() {
+    let mut host = Host::new();
+    let user = if is_root() {
+        // Run it as the account itself, owning its home and its tree as in a
+        // single-user setup.
+        let (uid, gid) = service_ids();
+        chown_tree(&host.home(), uid, gid);
+        chown_tree(&host.repo(), uid, gid);
+        host.run_as = Some((uid, gid));
+        SERVICE_USER.to_string()
+    } else {
+        let out = Command::new("id").arg("-un").output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    host.start("", &[]);
+    let log = host.service_out();
+    let warning = log
+        .lines()
+        .find(|l| l.contains("warning: debian's folder"))
+        .unwrap_or_else(|| panic!("no warning in\n{log}"));
+    for want in [
+        &format!(
+            "{} is writable by {user}, the account the DTP service runs as",
+            host.repo().display()
+        ),
+        "dtp-user=",
+        "dsync -startup",
+    ] {
+        assert!(warning.contains(want), "no {want:?} in {warning}");
+    }
+    let r = host.get("/debian/dists/stable/Release");
+    assert_eq!((r.status, r.text().as_str()), (200, "0123456789"));
+}
+
+// ---------------------------------------------------------------- symlink races
+
+/// Bytes a race must never let out, and those it serves.
+const SECRET: &[u8] = b"TOP-SECRET-BYTES";
+const GENUINE: &[u8] = b"GENUINE-CONTENT.";
+
+fn repeated(unit: &[u8]) -> Vec<u8> {
+    unit.repeat(256)
+}
+
+fn holds(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// A world-readable secret outside the webroot: if the service followed a
+/// symlink it could read it, as any account can.
+fn outside_secret(host: &Host, folder: &str) -> PathBuf {
+    let dir = host.dir.path().join(folder);
+    fs::create_dir_all(&dir).unwrap();
+    let secret = dir.join("file");
+    fs::write(&secret, repeated(SECRET)).unwrap();
+    for (path, bits) in [(host.dir.path(), 0o001), (&dir, 0o001), (&secret, 0o004)] {
+        let mode = fs::metadata(path).unwrap().permissions().mode();
+        assert!(mode & bits != 0, "{} is {mode:o}", path.display());
+    }
+    secret
+}
+
+/// Request `target` from several threads, again and again, while `swap` runs
+/// in a loop on another: every answer is the whole genuine file or a refusal,
+/// none holds the secret. Until both were seen, at least `AT_LEAST` requests
+/// were answered and `SWAPS` swaps made.
+fn race(host: &mut Host, target: &str, swap: impl FnMut() + Send) {
+    const CLIENTS: usize = 4;
+    const AT_LEAST: usize = 600;
+    const SWAPS: usize = 2000;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+    let genuine = repeated(GENUINE);
+    let (stop, served, refused, swaps) = (
+        AtomicBool::new(false),
+        AtomicUsize::new(0),
+        AtomicUsize::new(0),
+        AtomicUsize::new(0),
+    );
+    let deadline = Instant::now() + 2 * WAIT;
+    let host_ref: &Host = host;
+    std::thread::scope(|s| {
+        let (stop, swaps) = (&stop, &swaps);
+        let mut swap = swap;
+        let swapper = s.spawn(move || {
+            while !stop.load(SeqCst) {
+                swap();
+                swaps.fetch_add(1, SeqCst);
+            }
+        });
+        let clients: Vec<_> = (0..CLIENTS)
+            .map(|_| {
+                s.spawn(|| {
+                    loop {
+                        let (ok, no) = (served.load(SeqCst), refused.load(SeqCst));
+                        let enough = ok + no >= AT_LEAST && swaps.load(SeqCst) >= SWAPS;
+                        if (enough && ok > 0 && no > 0) || Instant::now() > deadline {
+                            return;
+                        }
+                        let r = host_ref.get(target);
+                        assert!(
+                            !holds(&r.body, SECRET),
+                            "{target}: the secret leaked ({} answer)",
+                            r.status
+                        );
+                        match r.status {
+                            200 => {
+                                assert!(
+                                    r.body == genuine,
+                                    "{target}: a 200 that is not the genuine file: {:?}",
+                                    r.text()
+                                );
+                                served.fetch_add(1, SeqCst);
+                            }
+                            403 | 404 => {
+                                refused.fetch_add(1, SeqCst);
+                            }
+                            other => panic!("{target} answered {other}: {}", r.text()),
+                        }
+                    }
+                })
+            })
+            .collect();
+        let results: Vec<_> = clients.into_iter().map(|c| c.join()).collect();
+        stop.store(true, SeqCst);
+        let swapped = swapper.join();
+        for result in results.into_iter().chain([swapped]) {
+            if let Err(panic) = result {
+                std::panic::resume_unwind(panic);
+            }
+        }
+    });
+    let (served, refused, swaps) = (
+        served.into_inner(),
+        refused.into_inner(),
+        swaps.into_inner(),
+    );
+    eprintln!("{target}: {served} served whole, {refused} refused, {swaps} swaps");
+    assert!(
+        served > 0 && refused > 0 && served + refused >= AT_LEAST && swaps >= SWAPS,
+        "{target}: the race did not run its course in {:?}: {served} served, {refused} refused, {swaps} swaps",
+        2 * WAIT
+    );
+    // Still serving, still the same process.
+    let r = host.get("/debian/dists/stable/Release");
+    assert_eq!((r.status, r.text().as_str()), (200, "0123456789"));
+    let child = host.service.as_mut().unwrap();
+    assert!(child.try_wait().unwrap().is_none(), "the service died");
+}
+
+#[test]
+fn a_file_swapped_for_a_symlink_during_downloads_never_serves_its_target() {
+    let mut host = Host::new();
+    let secret = outside_secret(&host, "outside");
+    let dir = host.repo().join("race");
+    fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("file");
+    fs::write(&file, repeated(GENUINE)).unwrap();
+    host.start("", &[]);
+    assert_eq!(host.get("/debian/race/file").body, repeated(GENUINE));
+
+    // By rename(2) of a prepared symlink, then of a prepared file, over the
+    // path; the symlink absolute or relative (climbing out of the tree).
+    let targets = [secret, PathBuf::from("../../../outside/file")];
+    assert_eq!(
+        fs::read(dir.join(&targets[1])).unwrap(),
+        repeated(SECRET),
+        "the relative target reaches the secret"
+    );
+    // The genuine file is prepared as a hard link of a copy kept aside.
+    let kept = host.dir.path().join("genuine");
+    fs::write(&kept, repeated(GENUINE)).unwrap();
+    let (link_tmp, file_tmp) = (dir.join(".link"), dir.join(".file"));
+    let mut n = 0;
+    race(&mut host, "/debian/race/file", move || {
+        symlink(&targets[n % 2], &link_tmp).unwrap();
+        fs::rename(&link_tmp, &file).unwrap();
+        fs::hard_link(&kept, &file_tmp).unwrap();
+        fs::rename(&file_tmp, &file).unwrap();
+        n += 1;
+    });
+}
+
+#[test]
+fn a_folder_swapped_for_a_symlink_during_downloads_never_serves_through_it() {
+    let mut host = Host::new();
+    outside_secret(&host, "outside");
+    let race_dir = host.repo().join("race");
+    let dir = race_dir.join("dir");
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join("file"), repeated(GENUINE)).unwrap();
+    // dir/file through the symlink is the secret.
+    let link = race_dir.join(".swap");
+    symlink("../../../outside", &link).unwrap();
+    assert_eq!(fs::read(link.join("file")).unwrap(), repeated(SECRET));
+    host.start("", &[]);
+    assert_eq!(host.get("/debian/race/dir/file").body, repeated(GENUINE));
+
+    // renameat2(RENAME_EXCHANGE): `dir` is the folder or the symlink, never
+    // missing.
+    use rustix::fs::{CWD, RenameFlags, renameat_with};
+    race(&mut host, "/debian/race/dir/file", move || {
+        renameat_with(CWD, &dir, CWD, &link, RenameFlags::EXCHANGE).unwrap();
+    });
 }

@@ -4,7 +4,8 @@
 //! files a web page reads.
 //!
 //! ```text
-//! DIR/dtp-host/     the host's dsync home: xync.conf (webroot=DIR), dtp/list.conf
+//! DIR/dtp-host/     the host's dsync home: xync.conf (webroot=DIR; run as root,
+//!                   dtp-user=nobody: the service drops root after binding), dtp/list.conf
 //!                   (`mirror`), repos/mirror.conf (dsync=true), logs/dtp-access.log
 //! DIR/dxync/        the downstream's dsync home: repos/debian-dtp.conf, logs/
 //! DIR/mirror-dtp/   the DTP mirror
@@ -13,6 +14,7 @@
 
 use std::fs;
 use std::net::TcpStream;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -61,12 +63,25 @@ pub fn run(layout: &Layout) -> anyhow::Result<u8> {
     Ok(code)
 }
 
+/// The account the demo's service runs as when the demo runs as root (a
+/// root service refuses to start without `dtp-user`).
+const SERVICE_USER: &str = "nobody";
+
 fn write_host(layout: &Layout, host: &Path, port: u16) -> anyhow::Result<()> {
     let webroot = &layout.root;
+    // As root, the service binds as root and then serves as SERVICE_USER, who
+    // must be able to enter DIR (made 0700 when under the temp dir).
+    let dtp_user = if crate::dtp::server::privileges::is_root() {
+        fs::set_permissions(webroot, fs::Permissions::from_mode(0o755))
+            .with_context(|| format!("let {SERVICE_USER} into {}", webroot.display()))?;
+        format!("dtp-user={SERVICE_USER}\n")
+    } else {
+        String::new()
+    };
     write(
         &host.join("xync.conf"),
         &format!(
-            "webroot={}\ndtp-listen=127.0.0.1:{port}\n",
+            "webroot={}\ndtp-listen=127.0.0.1:{port}\n{dtp_user}",
             webroot.display()
         ),
     )?;

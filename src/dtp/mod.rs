@@ -68,6 +68,12 @@
 //! is its last component), `firewall.conf` (`allow=IP, IP, CIDR…`; none: open),
 //! `motd.conf` (`경로=/path/of/motd`, default: the `motd file` of
 //! `/etc/rsyncd.conf`).
+//!
+//! ## Privileges
+//! The service never serves as root: started as root it binds, opens its
+//! access log and writes its pid file, then becomes `dtp-user=` of xync.conf
+//! for good (none set: it does not start). It refuses a served folder its
+//! account can write or cannot read (started as another user: a warning).
 
 pub mod client;
 pub mod escape;

@@ -58,6 +58,9 @@ pub fn start(home: &Home) -> u8 {
         Ok(config) => config,
         Err(code) => return code,
     };
+    if let Err(code) = identity(home, &config) {
+        return code;
+    }
     let log_path = log_file(home);
     let offset = std::fs::metadata(&log_path).map_or(0, |m| m.len());
     let mut child = match spawn(home, &log_path) {
@@ -71,6 +74,8 @@ pub fn start(home: &Home) -> u8 {
 }
 
 /// `-service -foreground`: serve in this process until SIGTERM or SIGINT.
+/// Started as root, it becomes `dtp-user` once bound (see
+/// [`server::privileges`]).
 pub fn foreground(home: &Home) -> u8 {
     if let Some(code) = refuse_second(home) {
         return code;
@@ -79,22 +84,62 @@ pub fn foreground(home: &Home) -> u8 {
         Ok(config) => config,
         Err(code) => return code,
     };
+    let identity = match identity(home, &config) {
+        Ok(identity) => identity,
+        Err(code) => return code,
+    };
     let pid_path = pid_file(home);
-    let result = server::serve(home, config, |addr| {
-        if let Err(e) = write_pid_file(&pid_path, addr) {
-            eprintln!("dsync: cannot write {}: {e}", pid_path.display());
+    // A service that drops root cannot remove its pid file from HOME/dtp
+    // afterwards: it keeps it open to empty it when it stops.
+    let keep_open = matches!(identity, server::Identity::Drop(_));
+    let mut pid_kept: Option<std::fs::File> = None;
+    let result = server::serve(home, config, identity, |addr| {
+        match write_pid_file(&pid_path, addr) {
+            Ok(()) if keep_open => {
+                pid_kept = std::fs::OpenOptions::new().write(true).open(&pid_path).ok();
+            }
+            Ok(()) => {}
+            Err(e) => eprintln!("dsync: cannot write {}: {e}", pid_path.display()),
         }
     });
-    if read_pid_file(&pid_path).is_some_and(|r| r.pid == own_pid()) {
-        let _ = std::fs::remove_file(&pid_path);
+    if read_pid_file(&pid_path).is_some_and(|r| r.pid == own_pid())
+        && std::fs::remove_file(&pid_path).is_err()
+        && let Some(file) = &pid_kept
+    {
+        // Empty: not running (the next -service or -stop-service removes it).
+        let _ = file.set_len(0);
     }
     match result {
         Ok(()) => exit::OK,
         Err(e) => {
-            eprintln!("dsync: the DTP service stops: {e}");
+            let what = if e.before_serving() {
+                "does not start"
+            } else {
+                "stops"
+            };
+            let text = e.to_string();
+            let mut lines = text.lines();
+            eprintln!(
+                "dsync: the DTP service {what}: {}",
+                lines.next().unwrap_or_default()
+            );
+            for line in lines {
+                eprintln!("dsync: {line}");
+            }
             exit::FAILURE
         }
     }
+}
+
+/// Who the service is to be (see [`server::privileges::identity`]); a root
+/// service without a usable `dtp-user` is refused here, its fix printed.
+fn identity(home: &Home, config: &Config) -> Result<server::Identity, u8> {
+    server::privileges::identity(home, config).map_err(|message| {
+        for line in message.lines() {
+            eprintln!("dsync: {line}");
+        }
+        exit::CONFIG
+    })
 }
 
 /// `-stop-service`: SIGTERM the service and wait for it to go.
@@ -112,7 +157,8 @@ pub fn stop(home: &Home) -> u8 {
         signal(pid, libc::SIGKILL);
         wait_gone(pid, Duration::from_secs(5));
     }
-    if read_pid_file(&pid_path).is_some_and(|r| r.pid == pid) {
+    // Still naming it, or emptied by a service that had dropped root.
+    if read_pid_file(&pid_path).is_none_or(|r| r.pid == pid) {
         let _ = std::fs::remove_file(&pid_path);
     }
     println!("dsync: stopped the DTP service (pid {pid})");
@@ -156,6 +202,15 @@ pub fn startup(home: &Home) -> u8 {
             return exit::FAILURE;
         }
     };
+    if std::fs::metadata(&home.root).is_ok_and(|m| m.uid() == 0) {
+        eprintln!(
+            "dsync -startup: warning: {home} is owned by root, so the unit runs the service as \
+             root; a root service must drop to dtp-user=, which the unit's sandbox (no \
+             capabilities) does not allow: it will not start. Give the home to the unprivileged \
+             account that syncs the mirrors (chown -R ACCOUNT: {home}) and run dsync -startup again",
+            home = home.root.display()
+        );
+    }
     let custom_dir = std::env::var_os("DSYNC_SYSTEMD_UNIT_DIR").map(PathBuf::from);
     let path = custom_dir
         .clone()

@@ -129,8 +129,8 @@ fn stats_since(path: &Path, from: u64) -> Option<u64> {
     file.read_to_end(&mut text).ok()?;
     String::from_utf8_lossy(&text)
         .lines()
-        .filter_map(crate::shrink::rsync_stats_regular_files)
-        .last()
+        .rev()
+        .find_map(crate::shrink::rsync_stats_regular_files)
 }
 
 fn touch(path: &Path) -> std::io::Result<()> {

@@ -109,7 +109,7 @@ pub fn check(
     let release = version_text.and_then(release_of);
     let what = match release {
         Some(r) => format!("rsync {r} ({program})"),
-        None => format!("{program}"),
+        None => program.to_string(),
     };
     let why = match release {
         Some(r) if r >= FIXED => return Ok(Accepted::Fixed(r)),

@@ -11,6 +11,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::net::IpAddr;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -40,11 +41,22 @@ impl AccessLog {
         })
     }
 
-    /// Open the file again (after logrotate moved it away).
-    pub fn reopen(&self) -> io::Result<()> {
-        let file = append(&self.path)?;
-        *self.file.lock().unwrap_or_else(|e| e.into_inner()) = file;
-        Ok(())
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Open the file again if logrotate moved it away (the path no longer
+    /// names the open file); true if it did. A file still in place is kept:
+    /// a service that dropped root could not open it again.
+    pub fn reopen(&self) -> io::Result<bool> {
+        let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        if let (Ok(open), Ok(named)) = (file.metadata(), std::fs::metadata(&self.path))
+            && (open.dev(), open.ino()) == (named.dev(), named.ino())
+        {
+            return Ok(false);
+        }
+        *file = append(&self.path)?;
+        Ok(true)
     }
 
     /// Write one line, in one write so lines of concurrent requests never mix.
@@ -125,9 +137,13 @@ mod tests {
             duration: Duration::ZERO,
         };
         log.write(&r);
+        assert!(!log.reopen().unwrap(), "still in place: kept");
+        log.write(&r);
         std::fs::rename(&path, dir.path().join("old")).unwrap();
-        log.reopen().unwrap();
+        assert!(log.reopen().unwrap());
         log.write(&r);
         assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 1);
+        let old = std::fs::read_to_string(dir.path().join("old")).unwrap();
+        assert_eq!(old.lines().count(), 2);
     }
 }

@@ -24,6 +24,9 @@ pub struct Config {
     pub maxconn: usize,
     /// `dtp-bwlimit` in bytes per second per client address.
     pub bwlimit: Option<u64>,
+    /// `dtp-user`: the account a service started as root runs as, read at
+    /// start only (a reload cannot change who the service is).
+    pub user: Option<String>,
 }
 
 impl Config {
@@ -114,6 +117,7 @@ pub fn load(home: &Home) -> Result<Loaded, Vec<Diagnostic>> {
         listen,
         maxconn: global.dtp_maxconn,
         bwlimit: (global.dtp_bwlimit > 0).then(|| global.dtp_bwlimit.saturating_mul(1024)),
+        user: global.dtp_user,
     };
     if diags.iter().any(Diagnostic::is_error) {
         Err(diags)

@@ -10,9 +10,10 @@ use tokio::net::{TcpListener, TcpSocket};
 /// Pending connections the kernel keeps for us.
 const BACKLOG: u32 = 1024;
 
-/// Bind `addr` (inside the runtime). The second value says when the address
-/// was replaced, for the log.
-pub fn bind(addr: SocketAddr) -> io::Result<(TcpListener, Option<String>)> {
+/// Bind `addr`, not listening yet: [`listen`] once the service is ready to
+/// serve (until then a connection is refused, not left waiting). The second
+/// value says when the address was replaced, for the log.
+pub fn bind(addr: SocketAddr) -> io::Result<(TcpSocket, Option<String>)> {
     match bind_exactly(addr) {
         Ok(listener) => Ok((listener, None)),
         Err(e) if is_any_v6(addr) && ipv6_unavailable(&e) => {
@@ -29,7 +30,12 @@ pub fn bind(addr: SocketAddr) -> io::Result<(TcpListener, Option<String>)> {
     }
 }
 
-fn bind_exactly(addr: SocketAddr) -> io::Result<TcpListener> {
+/// Start listening on a socket [`bind`] returned (inside the runtime).
+pub fn listen(socket: TcpSocket) -> io::Result<TcpListener> {
+    socket.listen(BACKLOG)
+}
+
+fn bind_exactly(addr: SocketAddr) -> io::Result<TcpSocket> {
     let socket = match addr {
         SocketAddr::V4(_) => TcpSocket::new_v4()?,
         SocketAddr::V6(_) => TcpSocket::new_v6()?,
@@ -39,7 +45,7 @@ fn bind_exactly(addr: SocketAddr) -> io::Result<TcpListener> {
         dual_stack(&socket)?;
     }
     socket.bind(addr)?;
-    socket.listen(BACKLOG)
+    Ok(socket)
 }
 
 fn is_any_v6(addr: SocketAddr) -> bool {
@@ -93,7 +99,8 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn wildcard_v6_takes_v4_clients() {
-        let (listener, note) = bind("[::]:0".parse().unwrap()).unwrap();
+        let (socket, note) = bind("[::]:0".parse().unwrap()).unwrap();
+        let listener = listen(socket).unwrap();
         let port = listener.local_addr().unwrap().port();
         let connect = tokio::net::TcpStream::connect(("127.0.0.1", port));
         let (a, b) = tokio::join!(listener.accept(), connect);

@@ -10,6 +10,11 @@
 //! - Limits: a per-address connection cap (503), a deadline for request heads
 //!   and idle keep-alive, a deadline for stuck writes, an optional per-address
 //!   bandwidth limit shared by that address's downloads.
+//! - Privileges ([`privileges`]): started as root, the service binds, opens
+//!   its access log and writes its pid file, then becomes `dtp-user` for good
+//!   (refusing to start as root without one) before it listens; then it
+//!   refuses served trees its account could write (warns, when not started as
+//!   root).
 //! - Log: `HOME/logs/dtp-access.log`, one line per request or refusal; service
 //!   messages on standard error (`logs/dtp-service.log` under `-service`).
 //!
@@ -32,6 +37,7 @@ mod listener;
 pub mod motd;
 mod open;
 pub mod paths;
+pub mod privileges;
 mod range;
 mod refuse;
 mod run;
@@ -43,6 +49,7 @@ use std::sync::Arc;
 
 pub use config::{Config, Loaded, dtp_dir, ensure_files, load};
 pub use listener::reachable;
+pub use privileges::{Account, Identity};
 
 use crate::manager::home::Home;
 
@@ -60,6 +67,24 @@ pub enum ServeError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    /// Root without an account to become: [`privileges::identity`] says it
+    /// with its fix; this is the last guard.
+    #[error("started as root, it has no account to become: set dtp-user= in xync.conf")]
+    Root,
+    #[error("cannot drop root's privileges to {account}: {detail}")]
+    Privileges { account: String, detail: String },
+    /// Served trees the service must not serve as it runs, one line each.
+    #[error("{}", .0.join("\n"))]
+    Trees(Vec<String>),
+    #[error("{0}")]
+    Run(std::io::Error),
+}
+
+impl ServeError {
+    /// Did the service stop before it served anything?
+    pub fn before_serving(&self) -> bool {
+        !matches!(self, ServeError::Run(_))
+    }
 }
 
 /// `HOME/logs/dtp-access.log`
@@ -67,13 +92,19 @@ pub fn access_log_path(home: &Home) -> PathBuf {
     home.logs_dir().join("dtp-access.log")
 }
 
-/// Serve `config` until SIGTERM or SIGINT. `on_ready` is called with the
-/// address bound, once connections are accepted.
+/// Serve `config` until SIGTERM or SIGINT, as `identity` says. In this order:
+/// open the access log, bind, call `on_bound` with the address bound (the pid
+/// file is written there), become `dtp-user` if started as root, check the
+/// served trees, and only then listen: a client connecting earlier is refused.
 pub fn serve(
     home: &Home,
     config: Config,
-    on_ready: impl FnOnce(SocketAddr),
+    identity: Identity,
+    on_bound: impl FnOnce(SocketAddr),
 ) -> Result<(), ServeError> {
+    if privileges::is_root() && identity == Identity::Stay {
+        return Err(ServeError::Root);
+    }
     // Network-bound: a few threads do; reads run on the blocking pool.
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 4));
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -92,18 +123,66 @@ pub fn serve(
         })?;
     runtime.block_on(async {
         let addr = config.listen;
-        let (listener, note) =
+        let (socket, note) =
             listener::bind(addr).map_err(|source| ServeError::Bind { addr, source })?;
         if let Some(note) = note {
             say(&note);
         }
-        let bound = listener.local_addr().map_err(ServeError::Runtime)?;
+        let bound = socket.local_addr().map_err(ServeError::Runtime)?;
+        on_bound(bound);
+        let dropped = match identity {
+            Identity::Drop(account) => {
+                privileges::become_account(&account).map_err(|detail| {
+                    ServeError::Privileges {
+                        account: account.to_string(),
+                        detail,
+                    }
+                })?;
+                say(&format!(
+                    "running as {account}, groups {:?}: root's privileges are dropped for good",
+                    account.groups
+                ));
+                Some(account)
+            }
+            Identity::Stay => {
+                if let Some(spec) = &config.user {
+                    let me = privileges::current_account();
+                    let uid = rustix::process::geteuid().as_raw().to_string();
+                    if *spec != me && *spec != uid {
+                        say(&format!(
+                            "dtp-user={spec} is used only by a service started as root; this one runs as {me}"
+                        ));
+                    }
+                }
+                None
+            }
+        };
+        let check = privileges::check_trees(&config, dropped.is_some());
+        for warning in &check.warnings {
+            say(warning);
+        }
+        if !check.refusals.is_empty() {
+            return Err(ServeError::Trees(check.refusals));
+        }
+        if let Some(account) = &dropped
+            && let Err(diags) = config::load(home)
+        {
+            let first = diags
+                .iter()
+                .find(|d| d.is_error())
+                .map_or_else(String::new, ToString::to_string);
+            say(&format!(
+                "warning: a reload (-reload, SIGHUP) would fail: read as {}, the configuration has errors: {first}",
+                account.name
+            ));
+        }
+        let listener =
+            listener::listen(socket).map_err(|source| ServeError::Bind { addr: bound, source })?;
         say(&format!("listening on {bound}: {}", summary(&config)));
         let shared = Arc::new(state::Shared::new(config, log, state::Timeouts::from_env()));
-        on_ready(bound);
-        run::run(listener, shared, home.clone())
+        run::run(listener, shared, home.clone(), dropped)
             .await
-            .map_err(ServeError::Runtime)
+            .map_err(ServeError::Run)
     })
 }
 

@@ -10,6 +10,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{Notify, watch};
 
+use super::privileges::{self, Account};
 use super::state::Shared;
 use super::{config, conn, refuse, say};
 use crate::manager::home::Home;
@@ -52,8 +53,13 @@ impl Drop for TaskGuard {
 }
 
 /// Accept until SIGTERM or SIGINT, then let transfers finish within the grace
-/// period.
-pub async fn run(listener: TcpListener, shared: Arc<Shared>, home: Home) -> std::io::Result<()> {
+/// period. `dropped`: the account a root service became.
+pub async fn run(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    home: Home,
+    dropped: Option<Account>,
+) -> std::io::Result<()> {
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -70,7 +76,7 @@ pub async fn run(listener: TcpListener, shared: Arc<Shared>, home: Home) -> std:
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             },
-            _ = hup.recv() => reload(&shared, &home).await,
+            _ = hup.recv() => reload(&shared, &home, dropped.as_ref()).await,
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
@@ -142,10 +148,12 @@ fn turn_away(
     });
 }
 
-/// SIGHUP: read everything again; keep the old configuration if the new one
-/// has errors. Connections keep running on the configuration they started with
-/// until their next request.
-async fn reload(shared: &Arc<Shared>, home: &Home) {
+/// SIGHUP: read everything again (as the account the service runs as; a
+/// root service dropped root before); keep the old configuration if the new
+/// one has errors or serves a tree the service must not serve. Connections
+/// keep running on the configuration they started with until their next
+/// request.
+async fn reload(shared: &Arc<Shared>, home: &Home, dropped: Option<&Account>) {
     let home2 = home.clone();
     let loaded = match tokio::task::spawn_blocking(move || config::load(&home2)).await {
         Ok(loaded) => loaded,
@@ -156,8 +164,20 @@ async fn reload(shared: &Arc<Shared>, home: &Home) {
             return;
         }
     };
-    if let Err(e) = shared.log.reopen() {
-        say(&format!("cannot reopen the access log: {e}"));
+    match shared.log.reopen() {
+        Ok(_) => {}
+        Err(e) => say(&format!(
+            "cannot reopen the access log {} ({e}); still writing to the file it had open{}",
+            shared.log.path().display(),
+            match dropped {
+                Some(a) => format!(
+                    ". The service runs as {}: have the new log created owned by it \
+                     (logrotate: create 0640 {} adm) or rotate with copytruncate",
+                    a.name, a.name
+                ),
+                None => String::new(),
+            }
+        )),
     }
     match loaded {
         Ok(mut loaded) => {
@@ -172,15 +192,56 @@ async fn reload(shared: &Arc<Shared>, home: &Home) {
                 ));
                 loaded.config.listen = old.listen;
             }
-            let summary = super::summary(&loaded.config);
-            shared.replace(loaded.config);
+            if loaded.config.user != old.user {
+                say(&format!(
+                    "dtp-user is now {}, but the service keeps running as {} until restarted",
+                    loaded.config.user.as_deref().unwrap_or("(unset)"),
+                    privileges::current_account()
+                ));
+                loaded.config.user.clone_from(&old.user);
+            }
+            let (config, refuse) = (loaded.config, dropped.is_some());
+            let (config, check) = match tokio::task::spawn_blocking(move || {
+                let check = privileges::check_trees(&config, refuse);
+                (config, check)
+            })
+            .await
+            {
+                Ok(checked) => checked,
+                Err(e) => {
+                    say(&format!(
+                        "reload failed ({e}); keeping the old configuration"
+                    ));
+                    return;
+                }
+            };
+            for warning in &check.warnings {
+                say(warning);
+            }
+            if !check.refusals.is_empty() {
+                for refusal in &check.refusals {
+                    say(refusal);
+                }
+                say(
+                    "reload refused: the new configuration serves what this service must not; keeping the old one",
+                );
+                return;
+            }
+            let summary = super::summary(&config);
+            shared.replace(config);
             say(&format!("reloaded: {summary}"));
         }
         Err(diags) => {
             for d in &diags {
                 say(&d.to_string());
             }
-            say("reload failed: the configuration has errors; keeping the old one");
+            match dropped {
+                Some(a) => say(&format!(
+                    "reload failed: the configuration has errors (read as {}, the account the service runs as); keeping the old one",
+                    a.name
+                )),
+                None => say("reload failed: the configuration has errors; keeping the old one"),
+            }
         }
     }
 }
