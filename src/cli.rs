@@ -60,6 +60,13 @@ pub fn main() -> u8 {
     if args.first().map(String::as_str) == Some("rsync-ssl-tunnel") {
         return crate::tunnel::run(&args[1..]);
     }
+    // A guard waits for its own signals (src/process/guard.rs).
+    if args.first().map(String::as_str) == Some(crate::process::guard::WORD) {
+        return crate::process::guard::main(&args[1..]);
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        crate::process::guard::enable(exe);
+    }
     if let Err(e) = crate::signals::install() {
         eprintln!("dsync: cannot install signal handlers: {e}");
         return exit::FAILURE;

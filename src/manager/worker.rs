@@ -538,6 +538,11 @@ impl<'a> Worker<'a> {
                 false,
             );
         }
+        // ftpsync's hook points: hook1 before, hook2 between the stages,
+        // hook3 after the last, hook4 at the end.
+        if let Err(failed) = self.hook(1) {
+            return (Err(failed), false);
+        }
         let stages = general::stages(job);
         let last = stages.len() - 1;
         for (n, argv) in stages.iter().enumerate() {
@@ -561,8 +566,15 @@ impl<'a> Worker<'a> {
             {
                 return (Err((exit::FAILURE as i32, refused)), false);
             }
+            let hook = if n < last { 2 } else { 3 };
+            if let Err(failed) = self.hook(hook) {
+                return (Err(failed), false);
+            }
         }
-        (Ok(()), false)
+        match self.hook(4) {
+            Ok(()) => (Ok(()), false),
+            Err(failed) => (Err(failed), false),
+        }
     }
 
     /// Before the deleting stage: the upstream's regular-file count, from the

@@ -59,12 +59,24 @@ pub async fn fetch_all(
             .map(|entry| async move { fetch_one(fetcher, root, entry, finish, log).await }),
     )
     .buffer_unordered(connections.max(1));
-    while let Some(result) = downloads.next().await {
+    // A signal stops the downloads in flight too (a big file may take hours);
+    // their part files stay, to be resumed by the next run.
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        let result = tokio::select! {
+            next = downloads.next() => match next {
+                Some(result) => result,
+                None => break,
+            },
+            _ = tick.tick() => {
+                if let Some(signal) = crate::signals::received() {
+                    return Err(ClientError::Stopped(signal));
+                }
+                continue;
+            }
+        };
         done.bytes += result?;
         done.files += 1;
-        if let Some(signal) = crate::signals::received() {
-            return Err(ClientError::Stopped(signal));
-        }
         if last_report.elapsed() >= Duration::from_secs(30) {
             last_report = Instant::now();
             log(&format!(

@@ -3,6 +3,7 @@
 //! rsync forks (a receiver and a generator; with `-e ssh` also ssh), so stopping only
 //! the process we started would leave the others writing into the mirror. Every child
 //! here leads its own group and is stopped as a group: SIGTERM, a grace period, SIGKILL.
+//! If dsync is killed outright, a guard process ([`guard`]) stops the group.
 
 use std::io;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -10,6 +11,8 @@ use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 
 use crate::signals;
+
+pub mod guard;
 
 /// How long a group gets between SIGTERM and SIGKILL.
 pub const GRACE: Duration = Duration::from_secs(5);
@@ -20,6 +23,8 @@ pub struct GroupChild {
     child: Child,
     group: i32,
     reaped: bool,
+    /// Stops the group if we die first; stopped when the group ends.
+    guard: Option<Child>,
 }
 
 /// Start `cmd` as the leader of a new process group.
@@ -44,6 +49,7 @@ pub fn spawn(cmd: &mut Command) -> io::Result<GroupChild> {
         child,
         group,
         reaped: false,
+        guard: guard::start(group),
     })
 }
 
@@ -90,10 +96,7 @@ impl GroupChild {
     /// Wait for the leader to exit, then make sure nothing of its group survives it.
     pub fn wait(&mut self) -> io::Result<ExitStatus> {
         let status = self.child.wait()?;
-        self.reaped = true;
-        signals::unregister(self.group);
-        // A receiver or ssh left behind by a killed leader must not go on alone.
-        signal_group(self.group, libc::SIGKILL);
+        self.reaped();
         Ok(status)
     }
 
@@ -102,15 +105,24 @@ impl GroupChild {
         let deadline = Instant::now() + limit;
         loop {
             if let Some(status) = self.child.try_wait()? {
-                self.reaped = true;
-                signals::unregister(self.group);
-                signal_group(self.group, libc::SIGKILL);
+                self.reaped();
                 return Ok(Some(status));
             }
             if Instant::now() >= deadline {
                 return Ok(None);
             }
             std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The leader is gone: a receiver or ssh left behind by a killed leader
+    /// must not go on alone, and the guard has nothing left to do.
+    fn reaped(&mut self) {
+        self.reaped = true;
+        signals::unregister(self.group);
+        signal_group(self.group, libc::SIGKILL);
+        if let Some(guard) = self.guard.as_mut() {
+            guard::stop(guard);
         }
     }
 
