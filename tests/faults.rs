@@ -381,3 +381,291 @@ fn hostile_file_names_are_mirrored_exactly_and_logged_escaped() {
         assert!(line.starts_with("20"), "a name broke a log line: {line:?}");
     }
 }
+
+/// A dsync home for the case-7 tests below: `status=` in `root/www`, one
+/// try per run, and one repository `debian` saved into `mirror`.
+fn disk_full_home(root: &Path, mirror: &Path, repo_lines: &str) -> PathBuf {
+    let home = root.join("home");
+    std::fs::create_dir_all(home.join("repos")).unwrap();
+    std::fs::create_dir_all(mirror).unwrap();
+    std::fs::write(
+        home.join("xync.conf"),
+        format!("status={}\nretries=1\n", root.join("www").display()),
+    )
+    .unwrap();
+    std::fs::write(
+        home.join("repos/debian.conf"),
+        format!("repo=debian\nsave={}\n{repo_lines}\n", mirror.display()),
+    )
+    .unwrap();
+    home
+}
+
+/// The status digit (`dsync-status/debian`) and the JSON job status.
+fn disk_full_status(root: &Path) -> (String, String) {
+    let www = root.join("www");
+    let digit = std::fs::read_to_string(www.join("dsync-status/debian")).unwrap_or_default();
+    let json = std::fs::read_to_string(www.join("dsync-jobs.json")).unwrap_or_default();
+    let status = serde_json::from_str::<serde_json::Value>(&json)
+        .ok()
+        .and_then(|jobs| {
+            jobs.as_array()?
+                .iter()
+                .find(|j| j["name"] == "debian")
+                .map(|j| j["status"].as_str().unwrap_or_default().to_string())
+        })
+        .unwrap_or_default();
+    (digit, status)
+}
+
+fn dsync_home(home: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dsync"));
+    cmd.arg("-home")
+        .arg(home)
+        .env("DSYNC_RETRY_WAIT", "0")
+        .env("DSYNC_SENDMAIL", "/bin/true")
+        .env_remove("DSYNC_RSYNC")
+        .env_remove("DSYNC_DTP_STOP_AFTER_STAGE1");
+    cmd
+}
+
+/// What the dsync layer's case-7 tests assert once stage two has failed on
+/// a full disk, and again once the next run, with space, has completed.
+struct DiskFullChecks<'a> {
+    name: &'a str,
+    root: &'a Path,
+    home: &'a Path,
+    mirror: &'a Path,
+    spec: &'a support::archive::ArchiveSpec,
+}
+
+impl DiskFullChecks<'_> {
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.home.join("logs/debian.log")).unwrap_or_default()
+    }
+
+    #[track_caller]
+    fn after_failed_stage_two(&self, out: &Output, old_release: &[u8]) {
+        let name = self.name;
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{name}: stage two fails on a full disk\n{}",
+            self.log()
+        );
+        assert!(
+            self.log().contains("No space left on device"),
+            "{name}: the log says why:\n{}",
+            self.log()
+        );
+        assert_eq!(
+            disk_full_status(self.root),
+            ("0".to_string(), "failed".to_string()),
+            "{name}: the status files say failed"
+        );
+        assert!(
+            std::fs::read(self.mirror.join("dists/bookworm/Release")).unwrap() == old_release,
+            "{name}: the old Release stays"
+        );
+        let options = support::apt::CheckOptions {
+            apt: support::apt::apt_available(),
+            ..Default::default()
+        };
+        support::apt::check_consistent_with(self.mirror, self.spec, &options).unwrap_or_else(|p| {
+            panic!(
+                "{name}: after the failed stage two apt must see the old revision whole:\n{}",
+                p.join("\n")
+            )
+        });
+    }
+
+    #[track_caller]
+    fn after_next_run(&self, out: &Output, upstream: &Path, serial: &str) {
+        let name = self.name;
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{name}: with space again the next run completes\n{}",
+            self.log()
+        );
+        assert_eq!(
+            disk_full_status(self.root),
+            ("1".to_string(), "success".to_string()),
+            "{name}: the status files after the next run"
+        );
+        assert_eq!(
+            support::archive::read_serial(self.mirror).as_deref(),
+            Some(serial),
+            "{name}: the new revision"
+        );
+        let diff = support::mirrors::differences(upstream, self.mirror);
+        assert!(
+            diff.is_empty(),
+            "{name}: the mirror differs from the upstream:\n{}",
+            diff.join("\n")
+        );
+        let left = support::mirrors::leftovers(self.mirror);
+        assert!(
+            left.is_empty(),
+            "{name}: temporary files left:\n{}",
+            left.join("\n")
+        );
+        if support::apt::apt_available() {
+            support::apt::check_consistent(self.mirror, self.spec)
+                .unwrap_or_else(|p| panic!("{name}: {}", p.join("\n")));
+        }
+    }
+}
+
+/// A script that fills the disk of `filler` while `flag` exists.
+fn disk_filler(path: &Path, flag: &Path, filler: &Path) {
+    script(
+        path,
+        &format!(
+            "#!/bin/sh\n[ -e {flag} ] && dd if=/dev/zero of={filler} bs=64k 2>/dev/null\nexit 0\n",
+            flag = flag.display(),
+            filler = filler.display()
+        ),
+    );
+}
+
+/// Case 7 in the dsync layer's general mode: a Debian tree synced in two
+/// stages, and the repository's `hook2=` fills the disk between them. Stage
+/// two fails (exit 1, status "failed"), the old Release and indices stay and
+/// apt sees the old revision whole; with space again the next run completes
+/// and leaves no `.~tmp~` or rsync temporary files.
+#[test]
+fn dsync_layer_disk_full_during_stage_two_keeps_the_old_indices_and_the_next_run_completes() {
+    use support::archive::{self, ArchiveSpec};
+    let name = "dsync_layer_disk_full_during_stage_two...";
+    let root = tempfile::tempdir().unwrap();
+    let disk = match Tmpfs::mount(&root.path().join("disk"), "16m") {
+        Ok(disk) => disk,
+        Err(why) => {
+            eprintln!("SKIPPED {name}: cannot mount a tmpfs ({why}); needs root");
+            return;
+        }
+    };
+    let spec = ArchiveSpec::default();
+    let up = root.path().join("up");
+    archive::write_revision(&up, &spec, 1).unwrap();
+    let daemon = support::rsyncd::RsyncDaemon::start("127.0.0.1", &[("debian", &up)]);
+    let mirror = disk.0.join("mirror");
+    let filler = disk.0.join("filler");
+    let flag = root.path().join("fill");
+    let fill = root.path().join("fill-disk");
+    disk_filler(&fill, &flag, &filler);
+    let home = disk_full_home(
+        root.path(),
+        &mirror,
+        &format!("src={}\nhook2={}", daemon.url("debian"), fill.display()),
+    );
+    let run = || dsync_home(&home).output().unwrap();
+    let checks = DiskFullChecks {
+        name,
+        root: root.path(),
+        home: &home,
+        mirror: &mirror,
+        spec: &spec,
+    };
+    let out = run();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{name}: first sync\n{}",
+        checks.log()
+    );
+    let old_release = std::fs::read(mirror.join("dists/bookworm/Release")).unwrap();
+    assert!(
+        checks.log().contains("stage 2: ") && checks.log().contains("Running hook 2: "),
+        "{name}: a Debian tree is synced in two stages, hook2 between them\n{}",
+        checks.log()
+    );
+
+    let rev2 = archive::write_revision(&up, &spec, 2).unwrap();
+    std::fs::write(&flag, "").unwrap();
+    let out = run();
+    checks.after_failed_stage_two(&out, &old_release);
+
+    std::fs::remove_file(&flag).unwrap();
+    std::fs::remove_file(&filler).unwrap();
+    let out = run();
+    checks.after_next_run(&out, &up, &rev2.serial);
+}
+
+/// Case 7 over DTP: the repository's `hook2=` fills the disk between the
+/// stages. Stage two's downloads fail (exit 1, status "failed"), no index
+/// takes its place, apt sees the old revision whole; with space again the
+/// next run completes and leaves no `.dsync-part` files.
+#[test]
+fn dtp_disk_full_during_stage_two_keeps_the_old_indices_and_the_next_run_completes() {
+    use support::archive::{self, ArchiveSpec};
+    let name = "dtp_disk_full_during_stage_two...";
+    let root = tempfile::tempdir().unwrap();
+    let disk = match Tmpfs::mount(&root.path().join("disk"), "16m") {
+        Ok(disk) => disk,
+        Err(why) => {
+            eprintln!("SKIPPED {name}: cannot mount a tmpfs ({why}); needs root");
+            return;
+        }
+    };
+    let spec = ArchiveSpec::default();
+    let host = support::dtp_host::DtpHost::start(&["debian"], 0);
+    let up = host.root("debian");
+    let rev1 = archive::write_revision(&up, &spec, 1).unwrap();
+    host.gendsync("debian");
+    let mirror = disk.0.join("mirror");
+    let filler = disk.0.join("filler");
+    let flag = root.path().join("fill");
+    let fill = root.path().join("fill-disk");
+    disk_filler(&fill, &flag, &filler);
+    let home = disk_full_home(
+        root.path(),
+        &mirror,
+        &format!("dsync-url={}\nhook2={}", host.url("debian"), fill.display()),
+    );
+    let run = || dsync_home(&home).output().unwrap();
+    let checks = DiskFullChecks {
+        name,
+        root: root.path(),
+        home: &home,
+        mirror: &mirror,
+        spec: &spec,
+    };
+    let out = run();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{name}: first sync\n{}\nservice:\n{}",
+        checks.log(),
+        host.output()
+    );
+    let old_release = std::fs::read(mirror.join("dists/bookworm/Release")).unwrap();
+    let trace = mirror.join("project/trace").join(dsync::host::fqdn());
+    let old_trace = std::fs::read(&trace).expect("our trace after the first sync");
+    assert!(
+        String::from_utf8_lossy(&old_trace).contains(&format!("Archive serial: {}", rev1.serial)),
+        "{name}: {}",
+        String::from_utf8_lossy(&old_trace)
+    );
+
+    let rev2 = archive::write_revision(&up, &spec, 2).unwrap();
+    host.gendsync("debian");
+    std::fs::write(&flag, "").unwrap();
+    let out = run();
+    checks.after_failed_stage_two(&out, &old_release);
+    assert!(
+        std::fs::read(&trace).unwrap() == old_trace,
+        "{name}: our trace is not updated by a failed sync"
+    );
+    assert!(
+        checks.log().contains("stage one done"),
+        "{name}: the disk filled after stage one\n{}",
+        checks.log()
+    );
+
+    std::fs::remove_file(&flag).unwrap();
+    std::fs::remove_file(&filler).unwrap();
+    let out = run();
+    checks.after_next_run(&out, &up, &rev2.serial);
+}

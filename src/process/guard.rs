@@ -40,9 +40,14 @@ pub fn start(group: i32) -> Option<Child> {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .process_group(0);
-    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+    // SAFETY: sigprocmask and prctl are async-signal-safe and touch no
+    // memory of the parent.
     unsafe {
         cmd.pre_exec(|| {
+            // Held pending until the guard's handler is in place (the mask
+            // survives exec): a parent dying at once is not missed.
+            let set = stop_signals();
+            libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
@@ -72,14 +77,17 @@ pub fn main(args: &[String]) -> u8 {
     if group <= 1 {
         return crate::exit::USAGE;
     }
-    let mut signals = match signal_hook::iterator::Signals::new([
-        libc::SIGTERM,
-        libc::SIGINT,
-        libc::SIGHUP,
-    ]) {
-        Ok(signals) => signals,
-        Err(_) => return crate::exit::FAILURE,
-    };
+    let mut signals =
+        match signal_hook::iterator::Signals::new([libc::SIGTERM, libc::SIGINT, libc::SIGHUP]) {
+            Ok(signals) => signals,
+            Err(_) => return crate::exit::FAILURE,
+        };
+    // The handler is in place: a pending (or later) signal reaches it.
+    let set = stop_signals();
+    // SAFETY: pthread_sigmask only changes this thread's signal mask.
+    unsafe {
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+    }
     // SAFETY: getppid has no preconditions.
     if unsafe { libc::getppid() } == parent {
         // Blocks until a signal comes: the parent's death, or a stop.
@@ -87,6 +95,19 @@ pub fn main(args: &[String]) -> u8 {
     }
     stop_group(group);
     crate::exit::OK
+}
+
+/// The signals that make a guard stop its group.
+fn stop_signals() -> libc::sigset_t {
+    // SAFETY: a zeroed sigset_t is valid storage; sigemptyset initialises it.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+            libc::sigaddset(&mut set, signal);
+        }
+        set
+    }
 }
 
 /// SIGTERM to the group, then SIGKILL to whatever is left after [`GRACE`].

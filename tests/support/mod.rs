@@ -21,7 +21,10 @@
 
 pub mod apt;
 pub mod archive;
+pub mod dtp_host;
 pub mod http;
+pub mod mirrors;
+pub mod procs;
 pub mod rsyncd;
 pub mod site;
 pub mod sshd;
