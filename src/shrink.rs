@@ -39,9 +39,18 @@ pub fn check(upstream: u64, local: u64, ratio: f64, save: &Path, knob: &str) -> 
     })
 }
 
+/// The mirror's count the guard compares with, or 0 (the guard never
+/// refuses then) when `ratio` turns it off: no walk is spent on it.
+pub fn mirror_files(root: &Path, ratio: f64) -> io::Result<u64> {
+    if ratio <= 0.0 {
+        return Ok(0);
+    }
+    count_local_files(root)
+}
+
 /// Regular files beneath `root`, symlinks not followed; rsync's `.~tmp~`
 /// folders are not counted. A missing `root` holds none.
-pub fn count_local_files(root: &Path) -> io::Result<u64> {
+fn count_local_files(root: &Path) -> io::Result<u64> {
     let mut count = 0;
     let mut pending = vec![root.to_path_buf()];
     while let Some(dir) = pending.pop() {

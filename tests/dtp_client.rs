@@ -8,142 +8,20 @@ mod support;
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use dsync::dtp::client::{self, ClientError, ClientOptions, Summary};
 use sha2::Digest;
 use support::apt::{CheckOptions, apt_available, check_consistent_with};
 use support::archive::{self, ArchiveSpec, TreeEntry, snapshot_diff, tree_snapshot};
+use support::dtp_host::DtpHost;
 use support::site::assert_success;
-
-/// A DTP host: its home, webroot and running service.
-struct Host {
-    dir: tempfile::TempDir,
-    port: u16,
-    service: Option<Child>,
-}
-
-impl Host {
-    /// A host serving `repos` (folders of its webroot, created empty).
-    fn start(repos: &[&str]) -> Host {
-        let dir = tempfile::tempdir().unwrap();
-        // As root the service runs as `dtp-user=nobody`: let it in (0700 as made).
-        let root = rustix::process::geteuid().is_root();
-        if root {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        }
-        let home = dir.path().join("host");
-        std::fs::create_dir_all(home.join("dtp")).unwrap();
-        std::fs::create_dir_all(home.join("repos")).unwrap();
-        for repo in repos {
-            std::fs::create_dir_all(dir.path().join("www").join(repo)).unwrap();
-        }
-        std::fs::write(home.join("dtp/list.conf"), repos.join("\n") + "\n").unwrap();
-        let mut host = Host {
-            dir,
-            port: 0,
-            service: None,
-        };
-        // The free port may be taken before the service binds it: try again.
-        for _ in 0..3 {
-            host.port = support::free_port();
-            std::fs::write(
-                home.join("xync.conf"),
-                format!(
-                    "webroot={}\ndtp-listen=127.0.0.1:{}\n{}",
-                    host.webroot().display(),
-                    host.port,
-                    if root { "dtp-user=nobody\n" } else { "" }
-                ),
-            )
-            .unwrap();
-            let log = std::fs::File::create(host.dir.path().join("service.out")).unwrap();
-            let child = Command::new(env!("CARGO_BIN_EXE_dsync"))
-                .arg("-home")
-                .arg(&home)
-                .args(["-service", "-foreground"])
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .spawn()
-                .expect("dsync runs");
-            host.service = Some(child);
-            if host.wait_ready() {
-                return host;
-            }
-            host.stop();
-        }
-        panic!("the DTP service never listened:\n{}", host.service_output());
-    }
-
-    fn wait_ready(&mut self) -> bool {
-        let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(30) {
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return true;
-            }
-            if let Some(child) = self.service.as_mut()
-                && child.try_wait().unwrap().is_some()
-            {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        false
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.service.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn home(&self) -> PathBuf {
-        self.dir.path().join("host")
-    }
-
-    fn webroot(&self) -> PathBuf {
-        self.dir.path().join("www")
-    }
-
-    fn root(&self, repo: &str) -> PathBuf {
-        self.webroot().join(repo)
-    }
-
-    fn url(&self, repo: &str) -> String {
-        format!("dtp://127.0.0.1:{}/{repo}", self.port)
-    }
-
-    /// Write `data.dsync` of `repo` as `dsync -gendsync` does.
-    fn gendsync(&self, repo: &str) {
-        let root = self.root(repo);
-        let manifest = dsync::dtp::manifest::generate(&root, repo).unwrap();
-        dsync::dtp::manifest::install(&root, &manifest).unwrap();
-    }
-
-    fn access_log(&self) -> String {
-        std::fs::read_to_string(self.home().join("logs/dtp-access.log")).unwrap_or_default()
-    }
-
-    fn service_output(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("service.out")).unwrap_or_default()
-    }
-}
-
-impl Drop for Host {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
 
 /// A sync in process; its log lines come back with the result.
 fn sync_with(
-    host: &Host,
+    host: &DtpHost,
     repo: &str,
     save: &Path,
     tweak: impl FnOnce(&mut ClientOptions),
@@ -159,14 +37,14 @@ fn sync_with(
 }
 
 #[track_caller]
-fn sync_ok(host: &Host, repo: &str, save: &Path) -> Summary {
+fn sync_ok(host: &DtpHost, repo: &str, save: &Path) -> Summary {
     let (result, log) = sync_with(host, repo, save, |_| {});
     match result {
         Ok(summary) => summary,
         Err(e) => panic!(
             "sync failed: {e}\nlog:\n{}\nservice:\n{}",
             log.join("\n"),
-            host.service_output()
+            host.output()
         ),
     }
 }
@@ -195,7 +73,7 @@ fn mirror_view(save: &Path, upstream: &BTreeMap<String, TreeEntry>) -> BTreeMap<
 }
 
 #[track_caller]
-fn assert_mirrors(host: &Host, repo: &str, save: &Path) {
+fn assert_mirrors(host: &DtpHost, repo: &str, save: &Path) {
     let mut upstream = upstream_view(&host.root(repo));
     let mut mirror = mirror_view(save, &upstream);
     if save
@@ -231,7 +109,7 @@ fn assert_consistent(save: &Path, spec: &ArchiveSpec) {
 }
 
 /// A client dsync home with one repository synced by DTP from `host`.
-fn client_home(dir: &Path, host: &Host, repo: &str, xync: &str) -> (PathBuf, PathBuf) {
+fn client_home(dir: &Path, host: &DtpHost, repo: &str, xync: &str) -> (PathBuf, PathBuf) {
     let home = dir.join("client");
     let save = dir.join("mirror").join(repo);
     std::fs::create_dir_all(home.join("repos")).unwrap();
@@ -270,7 +148,7 @@ fn small_spec() -> ArchiveSpec {
 
 #[test]
 fn archive_stays_consistent_through_revisions_and_between_stages() {
-    let host = Host::start(&["debian"]);
+    let host = DtpHost::start(&["debian"], 0);
     let spec = ArchiveSpec::default();
     let up = host.root("debian");
     archive::write_revision(&up, &spec, 1).unwrap();
@@ -321,7 +199,7 @@ fn archive_stays_consistent_through_revisions_and_between_stages() {
 
 #[test]
 fn unchanged_upstream_answers_304_and_the_tree_is_not_walked() {
-    let host = Host::start(&["repo"]);
+    let host = DtpHost::start(&["repo"], 0);
     let spec = small_spec();
     archive::write_revision(&host.root("repo"), &spec, 1).unwrap();
     host.gendsync("repo");
@@ -352,7 +230,7 @@ fn unchanged_upstream_answers_304_and_the_tree_is_not_walked() {
 
 #[test]
 fn a_file_that_does_not_match_the_manifest_fails_and_changes_nothing() {
-    let host = Host::start(&["repo"]);
+    let host = DtpHost::start(&["repo"], 0);
     let up = host.root("repo");
     let spec = small_spec();
     archive::write_revision(&up, &spec, 1).unwrap();
@@ -387,7 +265,7 @@ fn a_file_that_does_not_match_the_manifest_fails_and_changes_nothing() {
 
 #[test]
 fn a_bad_index_leaves_the_old_revision_whole() {
-    let host = Host::start(&["repo"]);
+    let host = DtpHost::start(&["repo"], 0);
     let up = host.root("repo");
     let spec = small_spec();
     archive::write_revision(&up, &spec, 1).unwrap();
@@ -426,7 +304,7 @@ fn a_bad_index_leaves_the_old_revision_whole() {
 
 #[test]
 fn more_deletions_than_max_delete_are_refused_before_anything_changes() {
-    let host = Host::start(&["repo"]);
+    let host = DtpHost::start(&["repo"], 0);
     let up = host.root("repo");
     for i in 0..20 {
         std::fs::create_dir_all(up.join("many")).unwrap();
@@ -464,7 +342,7 @@ fn more_deletions_than_max_delete_are_refused_before_anything_changes() {
 
 #[test]
 fn an_emptied_upstream_is_refused_before_anything_changes() {
-    let host = Host::start(&["repo"]);
+    let host = DtpHost::start(&["repo"], 0);
     let up = host.root("repo");
     std::fs::create_dir_all(up.join("pool")).unwrap();
     for i in 0..10 {
@@ -503,7 +381,7 @@ fn an_emptied_upstream_is_refused_before_anything_changes() {
 
 #[test]
 fn a_partial_download_is_resumed_with_a_range_request() {
-    let host = Host::start(&["repo"]);
+    let host = DtpHost::start(&["repo"], 0);
     let up = host.root("repo");
     let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
     std::fs::write(up.join("big.bin"), &data).unwrap();
@@ -532,7 +410,7 @@ fn a_partial_download_is_resumed_with_a_range_request() {
 
 #[test]
 fn an_update_in_progress_upstream_is_waited_for_then_given_up() {
-    let host = Host::start(&["repo"]);
+    let host = DtpHost::start(&["repo"], 0);
     let up = host.root("repo");
     std::fs::write(up.join("file"), "x\n").unwrap();
     std::fs::write(up.join("Archive-Update-in-Progress-up.example.org"), "").unwrap();
@@ -564,7 +442,7 @@ fn an_update_in_progress_upstream_is_waited_for_then_given_up() {
 
 #[test]
 fn a_planted_symlink_never_leads_writes_out_of_the_mirror() {
-    let host = Host::start(&["repo"]);
+    let host = DtpHost::start(&["repo"], 0);
     let up = host.root("repo");
     archive::write_revision(&up, &small_spec(), 1).unwrap();
     // A hostile upstream's symlink out of the tree is not made either.
@@ -602,7 +480,7 @@ fn a_planted_symlink_never_leads_writes_out_of_the_mirror() {
 
 #[test]
 fn the_scheduler_syncs_by_dtp_from_every_ipadd_address() {
-    let host = Host::start(&["repo"]);
+    let host = DtpHost::start(&["repo"], 0);
     let up = host.root("repo");
     let spec = small_spec();
     archive::write_revision(&up, &spec, 1).unwrap();
@@ -652,7 +530,7 @@ fn the_scheduler_syncs_by_dtp_from_every_ipadd_address() {
 
 #[test]
 fn the_scheduler_reports_a_failed_dtp_sync() {
-    let host = Host::start(&["repo"]);
+    let host = DtpHost::start(&["repo"], 0);
     let work = tempfile::tempdir().unwrap();
     let status = work.path().join("www");
     // No manifest upstream: 404.
@@ -675,7 +553,7 @@ fn the_scheduler_reports_a_failed_dtp_sync() {
 #[test]
 fn names_with_spaces_escapes_and_other_bytes_come_through() {
     use std::os::unix::ffi::OsStrExt;
-    let host = Host::start(&["repo"]);
+    let host = DtpHost::start(&["repo"], 0);
     let up = host.root("repo");
     let names: [&[u8]; 8] = [
         b"a b",
@@ -758,7 +636,7 @@ fn a_host_sending_more_than_the_manifest_lists_is_refused() {
 
 #[test]
 fn the_scheduler_gives_up_on_an_update_in_progress() {
-    let host = Host::start(&["repo"]);
+    let host = DtpHost::start(&["repo"], 0);
     let up = host.root("repo");
     std::fs::write(up.join("Archive-Update-in-Progress-up"), "").unwrap();
     host.gendsync("repo");
@@ -801,7 +679,7 @@ fn set_mtime(path: &Path, time: std::time::SystemTime) {
 /// not list it.
 #[test]
 fn hooks_run_at_ftpsyncs_points_and_the_trace_is_written() {
-    let host = Host::start(&["repo"]);
+    let host = DtpHost::start(&["repo"], 0);
     let up = host.root("repo");
     let spec = small_spec();
     archive::write_revision(&up, &spec, 1).unwrap();

@@ -196,12 +196,12 @@ impl Engine {
     }
 
     /// Regular files of the mirror before stage one, when `MIN_UPSTREAM_RATIO`
-    /// asks for the shrink guard (0 otherwise).
+    /// asks for the shrink guard and stage one runs (0 otherwise).
     fn local_files(&mut self) -> Result<u64, Stop> {
-        if self.s.min_upstream_ratio <= 0.0 {
+        if !(self.req.stage1 || self.req.all) {
             return Ok(0);
         }
-        crate::shrink::count_local_files(&self.to).map_err(|e| {
+        crate::shrink::mirror_files(&self.to, self.s.min_upstream_ratio).map_err(|e| {
             self.error(&format!("ERROR: cannot count the files of the mirror: {e}"));
             exit::FAILURE
         })
@@ -210,7 +210,7 @@ impl Engine {
     /// Stage two deletes: refuse it when stage one's `--stats` (written to
     /// rsync's `--log-file` after `stats_from`) show a shrunken upstream.
     fn shrink_guard(&mut self, local_files: u64, stats_from: u64) -> Result<(), Stop> {
-        if local_files == 0 || !(self.req.stage1 || self.req.all) {
+        if local_files == 0 {
             return Ok(());
         }
         let Some(upstream) = stats_since(&self.s.log_rsync, stats_from) else {

@@ -18,11 +18,8 @@ use super::xync::{self, key_line};
 /// The rsync general mode runs must not be one a hostile upstream can take
 /// over (src/rsync/gate.rs).
 fn check_rsync(home: &Home, global: &xync::Global, diags: &mut Vec<Diagnostic>) {
-    let program = super::general::rsync_program();
-    let text = crate::rsync::version_output(std::slice::from_ref(&program));
-    let verdict = crate::rsync::gate::check(
-        &program,
-        text.as_deref(),
+    let verdict = crate::rsync::gate::check_program(
+        &super::general::rsync_program(),
         global.allow_vulnerable_rsync,
         "allow-vulnerable-rsync=true in xync.conf",
     );

@@ -465,6 +465,11 @@ impl<'a> Worker<'a> {
         if let Err(refused) = self.rsync_gate() {
             return (Err((exit::FAILURE as i32, refused)), false);
         }
+        // Counted once, before any upstream may have added to the mirror.
+        let local_files = match self.local_files() {
+            Ok(n) => n,
+            Err(failed) => return (Err(failed), false),
+        };
         let mut outcome = (
             Err((exit::CONFIG as i32, "no upstream URL".to_string())),
             false,
@@ -472,10 +477,6 @@ impl<'a> Worker<'a> {
         for url in urls {
             let two_stage =
                 general::looks_like_debian(&self.repo.save, url, self.global, self.address);
-            let local_files = match self.local_files() {
-                Ok(n) => n,
-                Err(failed) => return (Err(failed), false),
-            };
             let job = Job {
                 src: url,
                 save: &self.repo.save,
@@ -494,11 +495,8 @@ impl<'a> Worker<'a> {
 
     /// The rsync version check (src/rsync/gate.rs); its note goes to the log.
     fn rsync_gate(&self) -> Result<(), String> {
-        let program = general::rsync_program();
-        let text = crate::rsync::version_output(std::slice::from_ref(&program));
-        match crate::rsync::gate::check(
-            &program,
-            text.as_deref(),
+        match crate::rsync::gate::check_program(
+            &general::rsync_program(),
             self.global.allow_vulnerable_rsync,
             "allow-vulnerable-rsync=true in xync.conf",
         ) {
@@ -517,10 +515,7 @@ impl<'a> Worker<'a> {
 
     /// Regular files the mirror holds, for the shrink guard (0: guard off).
     fn local_files(&self) -> Result<u64, (i32, String)> {
-        if self.global.min_upstream_ratio <= 0.0 {
-            return Ok(0);
-        }
-        crate::shrink::count_local_files(&self.repo.save).map_err(|e| {
+        crate::shrink::mirror_files(&self.repo.save, self.global.min_upstream_ratio).map_err(|e| {
             (
                 exit::FAILURE as i32,
                 format!("cannot count the files of the mirror: {e}"),

@@ -134,6 +134,12 @@ pub fn check(
     })
 }
 
+/// [`check`] the rsync `program` on this machine: asks it `--version`.
+pub fn check_program(program: &str, allow: bool, override_hint: &str) -> Result<Accepted, Refused> {
+    let text = super::version_output(&[program.to_string()]);
+    check(program, text.as_deref(), allow, override_hint)
+}
+
 fn env_override() -> bool {
     std::env::var(OVERRIDE_ENV).is_ok_and(|v| matches!(v.as_str(), "1" | "true" | "yes"))
 }
