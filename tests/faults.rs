@@ -401,23 +401,6 @@ fn disk_full_home(root: &Path, mirror: &Path, repo_lines: &str) -> PathBuf {
     home
 }
 
-/// The status digit (`dsync-status/debian`) and the JSON job status.
-fn disk_full_status(root: &Path) -> (String, String) {
-    let www = root.join("www");
-    let digit = std::fs::read_to_string(www.join("dsync-status/debian")).unwrap_or_default();
-    let json = std::fs::read_to_string(www.join("dsync-jobs.json")).unwrap_or_default();
-    let status = serde_json::from_str::<serde_json::Value>(&json)
-        .ok()
-        .and_then(|jobs| {
-            jobs.as_array()?
-                .iter()
-                .find(|j| j["name"] == "debian")
-                .map(|j| j["status"].as_str().unwrap_or_default().to_string())
-        })
-        .unwrap_or_default();
-    (digit, status)
-}
-
 fn dsync_home(home: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_dsync"));
     cmd.arg("-home")
@@ -459,7 +442,7 @@ impl DiskFullChecks<'_> {
             self.log()
         );
         assert_eq!(
-            disk_full_status(self.root),
+            support::mirrors::job_status(&self.root.join("www"), "debian"),
             ("0".to_string(), "failed".to_string()),
             "{name}: the status files say failed"
         );
@@ -489,7 +472,7 @@ impl DiskFullChecks<'_> {
             self.log()
         );
         assert_eq!(
-            disk_full_status(self.root),
+            support::mirrors::job_status(&self.root.join("www"), "debian"),
             ("1".to_string(), "success".to_string()),
             "{name}: the status files after the next run"
         );
@@ -517,16 +500,55 @@ impl DiskFullChecks<'_> {
     }
 }
 
-/// A script that fills the disk of `filler` while `flag` exists.
-fn disk_filler(path: &Path, flag: &Path, filler: &Path) {
-    script(
-        path,
-        &format!(
-            "#!/bin/sh\n[ -e {flag} ] && dd if=/dev/zero of={filler} bs=64k 2>/dev/null\nexit 0\n",
-            flag = flag.display(),
-            filler = filler.display()
-        ),
-    );
+/// A 16 MiB tmpfs holding `mirror`, and `fill`, a hook that fills it while
+/// the file `flag` exists: the rig of the case-7 tests of the dsync layer.
+struct FullDisk {
+    root: tempfile::TempDir,
+    disk: Tmpfs,
+    mirror: PathBuf,
+    flag: PathBuf,
+    fill: PathBuf,
+}
+
+impl FullDisk {
+    /// `None` (with a loud SKIPPED) when no tmpfs can be mounted.
+    fn new(name: &str) -> Option<FullDisk> {
+        let root = tempfile::tempdir().unwrap();
+        let disk = match Tmpfs::mount(&root.path().join("disk"), "16m") {
+            Ok(disk) => disk,
+            Err(why) => {
+                eprintln!("SKIPPED {name}: cannot mount a tmpfs ({why}); needs root");
+                return None;
+            }
+        };
+        let mirror = disk.0.join("mirror");
+        let flag = root.path().join("fill");
+        let fill = root.path().join("fill-disk");
+        script(
+            &fill,
+            &format!(
+                "#!/bin/sh\n[ -e {flag} ] && dd if=/dev/zero of={filler} bs=64k 2>/dev/null\nexit 0\n",
+                flag = flag.display(),
+                filler = disk.0.join("filler").display()
+            ),
+        );
+        Some(FullDisk {
+            root,
+            disk,
+            mirror,
+            flag,
+            fill,
+        })
+    }
+
+    fn fill_at_hook2(&self) {
+        std::fs::write(&self.flag, "").unwrap();
+    }
+
+    fn make_room(&self) {
+        std::fs::remove_file(&self.flag).unwrap();
+        std::fs::remove_file(self.disk.0.join("filler")).unwrap();
+    }
 }
 
 /// Case 7 in the dsync layer's general mode: a Debian tree synced in two
@@ -538,34 +560,25 @@ fn disk_filler(path: &Path, flag: &Path, filler: &Path) {
 fn dsync_layer_disk_full_during_stage_two_keeps_the_old_indices_and_the_next_run_completes() {
     use support::archive::{self, ArchiveSpec};
     let name = "dsync_layer_disk_full_during_stage_two...";
-    let root = tempfile::tempdir().unwrap();
-    let disk = match Tmpfs::mount(&root.path().join("disk"), "16m") {
-        Ok(disk) => disk,
-        Err(why) => {
-            eprintln!("SKIPPED {name}: cannot mount a tmpfs ({why}); needs root");
-            return;
-        }
+    let Some(rig) = FullDisk::new(name) else {
+        return;
     };
+    let (root, mirror) = (&rig.root, &rig.mirror);
     let spec = ArchiveSpec::default();
     let up = root.path().join("up");
     archive::write_revision(&up, &spec, 1).unwrap();
     let daemon = support::rsyncd::RsyncDaemon::start("127.0.0.1", &[("debian", &up)]);
-    let mirror = disk.0.join("mirror");
-    let filler = disk.0.join("filler");
-    let flag = root.path().join("fill");
-    let fill = root.path().join("fill-disk");
-    disk_filler(&fill, &flag, &filler);
     let home = disk_full_home(
         root.path(),
-        &mirror,
-        &format!("src={}\nhook2={}", daemon.url("debian"), fill.display()),
+        mirror,
+        &format!("src={}\nhook2={}", daemon.url("debian"), rig.fill.display()),
     );
     let run = || dsync_home(&home).output().unwrap();
     let checks = DiskFullChecks {
         name,
         root: root.path(),
         home: &home,
-        mirror: &mirror,
+        mirror,
         spec: &spec,
     };
     let out = run();
@@ -583,12 +596,11 @@ fn dsync_layer_disk_full_during_stage_two_keeps_the_old_indices_and_the_next_run
     );
 
     let rev2 = archive::write_revision(&up, &spec, 2).unwrap();
-    std::fs::write(&flag, "").unwrap();
+    rig.fill_at_hook2();
     let out = run();
     checks.after_failed_stage_two(&out, &old_release);
 
-    std::fs::remove_file(&flag).unwrap();
-    std::fs::remove_file(&filler).unwrap();
+    rig.make_room();
     let out = run();
     checks.after_next_run(&out, &up, &rev2.serial);
 }
@@ -601,35 +613,30 @@ fn dsync_layer_disk_full_during_stage_two_keeps_the_old_indices_and_the_next_run
 fn dtp_disk_full_during_stage_two_keeps_the_old_indices_and_the_next_run_completes() {
     use support::archive::{self, ArchiveSpec};
     let name = "dtp_disk_full_during_stage_two...";
-    let root = tempfile::tempdir().unwrap();
-    let disk = match Tmpfs::mount(&root.path().join("disk"), "16m") {
-        Ok(disk) => disk,
-        Err(why) => {
-            eprintln!("SKIPPED {name}: cannot mount a tmpfs ({why}); needs root");
-            return;
-        }
+    let Some(rig) = FullDisk::new(name) else {
+        return;
     };
+    let (root, mirror) = (&rig.root, &rig.mirror);
     let spec = ArchiveSpec::default();
     let host = support::dtp_host::DtpHost::start(&["debian"], 0);
     let up = host.root("debian");
     let rev1 = archive::write_revision(&up, &spec, 1).unwrap();
     host.gendsync("debian");
-    let mirror = disk.0.join("mirror");
-    let filler = disk.0.join("filler");
-    let flag = root.path().join("fill");
-    let fill = root.path().join("fill-disk");
-    disk_filler(&fill, &flag, &filler);
     let home = disk_full_home(
         root.path(),
-        &mirror,
-        &format!("dsync-url={}\nhook2={}", host.url("debian"), fill.display()),
+        mirror,
+        &format!(
+            "dsync-url={}\nhook2={}",
+            host.url("debian"),
+            rig.fill.display()
+        ),
     );
     let run = || dsync_home(&home).output().unwrap();
     let checks = DiskFullChecks {
         name,
         root: root.path(),
         home: &home,
-        mirror: &mirror,
+        mirror,
         spec: &spec,
     };
     let out = run();
@@ -651,7 +658,7 @@ fn dtp_disk_full_during_stage_two_keeps_the_old_indices_and_the_next_run_complet
 
     let rev2 = archive::write_revision(&up, &spec, 2).unwrap();
     host.gendsync("debian");
-    std::fs::write(&flag, "").unwrap();
+    rig.fill_at_hook2();
     let out = run();
     checks.after_failed_stage_two(&out, &old_release);
     assert!(
@@ -664,8 +671,7 @@ fn dtp_disk_full_during_stage_two_keeps_the_old_indices_and_the_next_run_complet
         checks.log()
     );
 
-    std::fs::remove_file(&flag).unwrap();
-    std::fs::remove_file(&filler).unwrap();
+    rig.make_room();
     let out = run();
     checks.after_next_run(&out, &up, &rev2.serial);
 }

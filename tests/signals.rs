@@ -764,23 +764,6 @@ fn layer_log(root: &Path) -> String {
     )
 }
 
-/// The status digit (`dsync-status/debian`) and the JSON job status.
-fn layer_status(sc: &Scenario) -> (String, String) {
-    let www = sc.root().join("www");
-    let digit = std::fs::read_to_string(www.join("dsync-status/debian")).unwrap_or_default();
-    let json = std::fs::read_to_string(www.join("dsync-jobs.json")).unwrap_or_default();
-    let status = serde_json::from_str::<serde_json::Value>(&json)
-        .ok()
-        .and_then(|jobs| {
-            jobs.as_array()?
-                .iter()
-                .find(|j| j["name"] == "debian")
-                .map(|j| j["status"].as_str().unwrap_or_default().to_string())
-        })
-        .unwrap_or_default();
-    (digit, status)
-}
-
 /// Whether anyone holds the repository lock (`run/NAME.lock`, a flock).
 fn repo_lock_held(sc: &Scenario) -> bool {
     use std::os::fd::AsRawFd;
@@ -814,7 +797,7 @@ fn assert_layer_after_signal(sc: &Scenario, sig: Sig, log: &dyn Fn() -> String) 
             log()
         );
         assert_eq!(
-            layer_status(sc),
+            mirrors::job_status(&sc.root().join("www"), "debian"),
             ("0".to_string(), "failed".to_string()),
             "{label}: the status files say the sync failed\n{}",
             log()
@@ -833,7 +816,7 @@ fn assert_layer_next_run(sc: &Scenario, log: &dyn Fn() -> String) {
         log()
     );
     assert_eq!(
-        layer_status(sc),
+        mirrors::job_status(&sc.root().join("www"), "debian"),
         ("1".to_string(), "success".to_string()),
         "{label}: the status files after the next run\n{}",
         log()

@@ -59,3 +59,21 @@ pub fn leftovers(mirror: &Path) -> Vec<String> {
     found.sort();
     found
 }
+
+/// What a status folder (`status=` of xync.conf) says of repository `name`:
+/// the digit of `dsync-status/NAME` and the `status` of its job in
+/// `dsync-jobs.json` (empty when missing).
+pub fn job_status(www: &Path, name: &str) -> (String, String) {
+    let digit = std::fs::read_to_string(www.join("dsync-status").join(name)).unwrap_or_default();
+    let json = std::fs::read_to_string(www.join("dsync-jobs.json")).unwrap_or_default();
+    let status = serde_json::from_str::<serde_json::Value>(&json)
+        .ok()
+        .and_then(|jobs| {
+            jobs.as_array()?
+                .iter()
+                .find(|j| j["name"] == name)
+                .map(|j| j["status"].as_str().unwrap_or_default().to_string())
+        })
+        .unwrap_or_default();
+    (digit, status)
+}
