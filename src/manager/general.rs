@@ -167,7 +167,12 @@ mod tests {
         assert!(!stages[0].iter().any(|a| a.starts_with("--delete")));
         assert!(stages[1].contains(&"--max-delete=40000".to_string()));
         for stage in &stages {
-            for safety in ["--safe-links", "--timeout=600", "--contimeout=60"] {
+            for safety in [
+                "--safe-links",
+                "--no-inc-recursive",
+                "--timeout=600",
+                "--contimeout=60",
+            ] {
                 assert!(stage.contains(&safety.to_string()), "{safety}");
             }
             assert!(stage.contains(&"--address=127.0.0.2".to_string()));
