@@ -5,14 +5,16 @@
 //!   operator overrides it; nothing is touched when refused;
 //! - an upstream that lists far fewer files than the mirror holds (emptied,
 //!   half deleted) is refused before anything is deleted, in general mode,
-//!   in ftpsync mode (`MIN_UPSTREAM_RATIO`) and by DTP (tests/dtp_client.rs),
-//!   and the trace is not updated.
+//!   in ftpsync mode (`MIN_UPSTREAM_RATIO`, on by default there too, with both
+//!   sides counted through stage one's filters) and by DTP
+//!   (tests/dtp_client.rs), and the trace is not updated.
 
 mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use support::archive::{self, ArchiveSpec};
 use support::rsyncd::RsyncDaemon;
 use support::site::{Site, assert_success, script};
 
@@ -58,10 +60,21 @@ impl FtpsyncHost {
             ),
         )
         .unwrap();
+        let mail = format!("#!/bin/sh\ncat >> {}/mail\n", root.display());
+        script(&root.join("sendmail"), &mail);
         FtpsyncHost {
             dir,
             _daemon: daemon,
         }
+    }
+
+    /// Every mail the runs sent, one after the other, quoted-printable
+    /// bodies decoded as far as the assertions need (soft breaks, `=`).
+    fn mail(&self) -> String {
+        std::fs::read_to_string(self.root().join("mail"))
+            .unwrap_or_default()
+            .replace("=\n", "")
+            .replace("=3D", "=")
     }
 
     fn root(&self) -> &Path {
@@ -85,7 +98,7 @@ impl FtpsyncHost {
             .arg("ftpsync")
             .env("HOME", self.root().join("home"))
             .env("LOGNAME", "nobody")
-            .env("DSYNC_SENDMAIL", "/bin/true")
+            .env("DSYNC_SENDMAIL", self.root().join("sendmail"))
             .env_remove("SSH_ORIGINAL_COMMAND")
             .env_remove("DSYNC_ALLOW_VULNERABLE_RSYNC")
             .output()
@@ -302,6 +315,116 @@ fn a_shrunken_upstream_stops_ftpsync_mode_before_stage_two_and_the_trace_stays()
         "the old Release must stay"
     );
     assert!(host.mirror().join("pool/d0/f0").exists());
+}
+
+/// Issue 12, item 4: Debian's ftpsync deletes the whole mirror when its
+/// upstream module is empty (measured: 0 of 443 files kept); dsync refuses by
+/// default, before stage two, and says how to let it through.
+#[test]
+fn an_empty_upstream_leaves_an_ftpsync_mirror_intact_by_default() {
+    let upstream = tempfile::tempdir().unwrap();
+    let up = upstream.path();
+    archive::write_revision(up, &ArchiveSpec::default(), 1).unwrap();
+    // No MIN_UPSTREAM_RATIO in the config: the default is what is tested.
+    let host = FtpsyncHost::new(up, "");
+    let out = host.run();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let mirror = host.mirror();
+    let before = archive::tree_snapshot(&mirror);
+    let files = files_under(&mirror);
+    assert!(files > 100, "the mirror holds {files} files");
+
+    // A broken upstream: the module is there, its tree is gone.
+    for entry in std::fs::read_dir(up).unwrap().flatten() {
+        match entry.file_type().unwrap().is_dir() {
+            true => std::fs::remove_dir_all(entry.path()).unwrap(),
+            false => std::fs::remove_file(entry.path()).unwrap(),
+        }
+    }
+    let out = host.run();
+    let log = host.log();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}
+{log}",
+        text(&out)
+    );
+    assert!(
+        !log.contains("Running stage2"),
+        "stage two ran:
+{log}"
+    );
+    let diff = archive::snapshot_diff(&before, &archive::tree_snapshot(&mirror));
+    assert!(
+        diff.is_empty(),
+        "the mirror changed:
+{}",
+        diff.join(
+            "
+"
+        )
+    );
+    for said in [&log, &host.mail()] {
+        assert!(
+            said.contains("upstream lists only 0 regular files, fewer than 50% of the"),
+            "{said}"
+        );
+        assert!(said.contains("set MIN_UPSTREAM_RATIO=0 in "), "{said}");
+    }
+
+    // The operator who emptied it on purpose lets it through once.
+    host.append("MIN_UPSTREAM_RATIO=0");
+    let out = host.run();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}
+{}",
+        text(&out),
+        host.log()
+    );
+    assert!(!mirror.join("pool").exists(), "the pool should be gone");
+}
+
+/// Narrowing `ARCH_INCLUDE` drops most files on purpose: both sides are
+/// counted with the same filters, so the default guard lets it through.
+#[test]
+fn narrowing_arch_include_does_not_trip_the_default_shrink_guard() {
+    let upstream = tempfile::tempdir().unwrap();
+    let up = upstream.path();
+    let archs = [
+        "amd64", "arm64", "armel", "armhf", "i386", "mips64el", "ppc64el", "s390x",
+    ];
+    let spec = ArchiveSpec::default().with_archs(&archs);
+    archive::write_revision(up, &spec, 1).unwrap();
+    let host = FtpsyncHost::new(up, "");
+    let out = host.run();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let mirror = host.mirror();
+    let all = files_under(&mirror);
+
+    host.append("ARCH_INCLUDE=\"amd64 source\"");
+    let out = host.run();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}
+{}",
+        text(&out),
+        host.log()
+    );
+    let kept = files_under(&mirror);
+    // The premise: counting every file of the mirror would have refused.
+    assert!(kept * 2 < all, "kept {kept} of {all}");
+    assert!(
+        !host.log().contains("upstream lists only"),
+        "{}",
+        host.log()
+    );
+    let pool = archive::tree_snapshot(&mirror.join("pool"));
+    assert!(pool.keys().any(|p| p.ends_with("_amd64.deb")));
+    assert!(!pool.keys().any(|p| p.ends_with("_arm64.deb")), "{pool:?}");
 }
 
 #[test]

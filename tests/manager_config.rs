@@ -527,7 +527,7 @@ fn shipped_samples_have_no_errors() {
     assert_eq!(
         sources,
         [
-            Source::Ftpsync,
+            Source::Ftpsync(Vec::new()),
             Source::Dtp("dtp://mirror.example.org/debian".into()),
             Source::Rsync(vec!["rsync://archive.ubuntu.com/ubuntu/".into()]),
             Source::Rsync(vec!["rsync://rsync.alpinelinux.org/alpine/".into()]),

@@ -5,6 +5,8 @@
 //! inside the values are *not* honoured). We split the same way, so a pasted config
 //! yields the same argv; unlike the shell we never glob the words.
 
+use std::path::Path;
+
 use super::settings::{DEFAULT_OPTIONS, DEFAULT_OPTIONS_OLD, Settings, Transport};
 
 /// Files in the mirror that belong to this mirror, not the upstream: never taken
@@ -84,6 +86,46 @@ pub fn stage(base: &[String], stage_options: &str) -> Vec<String> {
     base.iter().cloned().chain(words(stage_options)).collect()
 }
 
+/// Options rsync accepts only towards a daemon; a local run refuses them.
+const DAEMON_ONLY: &[&str] = &["--contimeout", "--password-file", "--port"];
+
+/// The shrink guard's count of the mirror: stage one's own argv (`base` and
+/// `stage_options`) with the mirror `to` as the source and an empty `scratch`
+/// folder as the destination, as a dry run whose `--stats` go to `log_file`.
+/// The same filters (`EXCLUDE`, `ARCH_*`, the stage options) then apply to
+/// both counts, so an operator who narrows `ARCH_INCLUDE` does not trip it.
+pub fn local_count(
+    base: &[String],
+    stage_options: &str,
+    to: &str,
+    log_file: &Path,
+    scratch: &Path,
+) -> Vec<String> {
+    let mut argv = base.to_vec();
+    if let [.., source, dest] = argv.as_mut_slice() {
+        *source = format!("{}/", to.trim_end_matches('/'));
+        *dest = scratch.to_string_lossy().into_owned();
+    }
+    argv.extend(words(stage_options));
+    let mut out = Vec::with_capacity(argv.len() + 2);
+    let mut words = argv.into_iter();
+    while let Some(word) = words.next() {
+        let name = word.split('=').next().unwrap_or_default();
+        if DAEMON_ONLY.contains(&name) || name == "--log-file" {
+            if !word.contains('=') {
+                words.next();
+            }
+            continue;
+        }
+        out.push(word);
+    }
+    out.push("--dry-run".into());
+    out.push(format!("--log-file={}", log_file.display()));
+    // No line per file: only the stats are read.
+    out.push("--log-file-format=".into());
+    out
+}
+
 /// `ARCH_EXCLUDE` / `ARCH_INCLUDE` as rsync filter rules.
 pub fn arch_filters(include: &str, exclude: &str) -> Vec<String> {
     let mut rules = Vec::new();
@@ -131,4 +173,51 @@ fn arch_rules(rules: &mut Vec<String>, verb: &str, arch: &str) {
         ]
     };
     rules.extend(patterns.into_iter().map(|p| format!("--filter={verb}_{p}")));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_local_count_is_stage_one_turned_towards_the_mirror() {
+        let base: Vec<String> = [
+            "rsync",
+            "--quiet",
+            "--log-file",
+            "/log/rsync-ftpsync.log",
+            "--port=8873",
+            "--contimeout",
+            "10",
+            "--password-file=/etc/pw",
+            "--stats",
+            "--filter=exclude_/dists/**/binary-arm64/",
+            "up::debian",
+            "/srv/mirror/",
+        ]
+        .map(String::from)
+        .to_vec();
+        let argv = local_count(
+            &base,
+            "--exclude=Packages*",
+            "/srv/mirror/",
+            Path::new("/tmp/c/stats.log"),
+            Path::new("/tmp/c/empty"),
+        );
+        assert_eq!(
+            argv,
+            [
+                "rsync",
+                "--quiet",
+                "--stats",
+                "--filter=exclude_/dists/**/binary-arm64/",
+                "/srv/mirror/",
+                "/tmp/c/empty",
+                "--exclude=Packages*",
+                "--dry-run",
+                "--log-file=/tmp/c/stats.log",
+                "--log-file-format=",
+            ]
+        );
+    }
 }

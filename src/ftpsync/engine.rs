@@ -196,15 +196,55 @@ impl Engine {
     }
 
     /// Regular files of the mirror before stage one, when `MIN_UPSTREAM_RATIO`
-    /// asks for the shrink guard and stage one runs (0 otherwise).
+    /// asks for the shrink guard and stage one runs (0 otherwise). rsync
+    /// counts them with stage one's own filters (argv::local_count); if it
+    /// cannot, every regular file counts, which errs on the side of refusing.
     fn local_files(&mut self) -> Result<u64, Stop> {
-        if !(self.req.stage1 || self.req.all) {
+        if !(self.req.stage1 || self.req.all) || self.s.min_upstream_ratio <= 0.0 {
             return Ok(0);
+        }
+        let counted = self.count_like_stage_one();
+        self.interrupted()?;
+        match counted {
+            Ok(Some(count)) => return Ok(count),
+            Ok(None) => self
+                .log
+                .line("rsync printed no file count (no --stats): the shrink check was skipped"),
+            Err(why) => self.log.line(&format!(
+                "cannot count the mirror with stage one's filters ({why}); counting every file"
+            )),
         }
         crate::shrink::mirror_files(&self.to, self.s.min_upstream_ratio).map_err(|e| {
             self.error(&format!("ERROR: cannot count the files of the mirror: {e}"));
             exit::FAILURE
         })
+    }
+
+    /// The mirror's regular files as stage one's rsync filters see them
+    /// (`None` without `--stats`). Nothing of it is left in the mirror.
+    fn count_like_stage_one(&mut self) -> Result<Option<u64>, String> {
+        let scratch = tempfile::Builder::new()
+            .prefix("dsync-count-")
+            .tempdir()
+            .map_err(|e| format!("temporary folder: {e}"))?;
+        let log_file = scratch.path().join("stats.log");
+        let empty = scratch.path().join("empty");
+        std::fs::create_dir(&empty).map_err(|e| format!("{}: {e}", empty.display()))?;
+        let argv = argv::local_count(
+            &self.base,
+            &self.s.rsync_options1,
+            &self.s.to,
+            &log_file,
+            &empty,
+        );
+        let (program, args) = argv.split_first().ok_or("no rsync command")?;
+        let mut cmd = self.child_command(program, args);
+        cmd.stdout(Stdio::null()).stderr(Stdio::null());
+        let status = crate::process::run(&mut cmd).map_err(|e| format!("{program}: {e}"))?;
+        match crate::process::shell_status(status) {
+            0 | 24 => Ok(stats_since(&log_file, 0)),
+            code => Err(format!("rsync exit code {code}")),
+        }
     }
 
     /// Stage two deletes: refuse it when stage one's `--stats` (written to

@@ -54,6 +54,9 @@ pub struct Embedded<'a> {
     pub first_line: usize,
     /// Defaults the block may override: `TO` (the repo's `save`) and `LOGDIR`.
     pub defaults: Vec<(&'a str, String)>,
+    /// Values that win over the block's (the upstream the repository layer
+    /// found: intranet mode, or the catalog for a block without `RSYNC_HOST`).
+    pub overrides: Vec<(&'a str, String)>,
 }
 
 /// Run the ftpsync engine on an embedded config, as `sync:all` from cron would.
@@ -68,6 +71,9 @@ pub fn run_embedded(config: &Embedded<'_>) -> u8 {
     let label = config.file.display().to_string();
     if let Err(e) = crate::shellconf::eval_str(&label, &text, &mut vars) {
         return report(config.name, &SettingsError::Parse(e));
+    }
+    for (var, value) in &config.overrides {
+        vars.set(var, value.as_str());
     }
     run_loaded(
         config.name,

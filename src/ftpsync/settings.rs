@@ -98,9 +98,9 @@ pub struct Settings {
     pub rsync_protocol: Option<u32>,
     /// What the rsync check has to say (a backport used, an override), for the log.
     pub rsync_gate_note: Option<String>,
-    /// `MIN_UPSTREAM_RATIO` (ours; unset: off, as ftpsync): stage two is not
-    /// run when stage one's upstream lists fewer regular files than this
-    /// fraction of the mirror's (src/shrink.rs).
+    /// `MIN_UPSTREAM_RATIO` (ours; default 0.5, 0 turns it off): stage two is
+    /// not run when stage one's upstream lists fewer regular files than this
+    /// fraction of the mirror's, counted with the same filters (src/shrink.rs).
     pub min_upstream_ratio: f64,
     pub rsync_extra: String,
     pub rsync_bw: String,
@@ -412,9 +412,9 @@ fn not_an_option(vars: &Vars, var: &'static str, path: &Path) -> Result<(), Sett
     }
 }
 
-/// A fraction from 0 to 1 (0 when unset).
+/// A fraction from 0 to 1 ([`DEFAULT_MIN_UPSTREAM_RATIO`] when unset).
 fn ratio(vars: &Vars, var: &'static str, path: &Path) -> Result<f64, SettingsError> {
-    let value: f64 = number(vars, var, 0.0, path)?;
+    let value: f64 = number(vars, var, DEFAULT_MIN_UPSTREAM_RATIO, path)?;
     if (0.0..=1.0).contains(&value) {
         return Ok(value);
     }
@@ -426,6 +426,9 @@ fn ratio(vars: &Vars, var: &'static str, path: &Path) -> Result<f64, SettingsErr
     })
 }
 
+/// `MIN_UPSTREAM_RATIO` unset: on, unlike ftpsync (which has no such guard),
+/// because an emptied upstream would otherwise empty the mirror.
+pub const DEFAULT_MIN_UPSTREAM_RATIO: f64 = 0.5;
 /// ftpsync's stage-one options: everything except the index files.
 pub const DEFAULT_OPTIONS1: &str = "--include=*.diff/ --exclude=*.diff/Index --exclude=Packages* --exclude=Sources* --exclude=Release* --exclude=InRelease --include=i18n/by-hash --exclude=i18n/* --exclude=ls-lR*";
 /// ftpsync's stage-two options: the rest, with deletions, applied at once.

@@ -75,11 +75,14 @@ pub fn check_all(home: &Home, reach: bool) -> Vec<Diagnostic> {
     let (repos, mut found) = repo::load_all(&home.repos_dir());
     let had_repo_files = !found.is_empty();
     diags.append(&mut found);
-    if repos.is_empty() && !had_repo_files && home.repos_dir().is_dir() {
+    let mut misplaced = super::misplaced::check(home);
+    let none_misplaced = misplaced.is_empty();
+    diags.append(&mut misplaced);
+    if repos.is_empty() && !had_repo_files && none_misplaced && home.repos_dir().is_dir() {
         diags.push(Diagnostic::warning(
             home.repos_dir(),
             0,
-            "no repositories are configured",
+            "no repositories are configured (dsync reads repositories from NAME.conf files in this folder)",
             format!(
                 "write {}/NAME.conf with two lines, repo=NAME and save=/srv/mirrors/NAME",
                 home.repos_dir().display()
@@ -114,13 +117,14 @@ pub fn check_all(home: &Home, reach: bool) -> Vec<Diagnostic> {
         }
         match upstream::resolve(repo, &global, home) {
             Err(d) => diags.push(d),
-            Ok(Source::Rsync(urls)) => {
+            Ok(Source::Rsync(urls)) | Ok(Source::Ftpsync(urls)) if !urls.is_empty() => {
                 let line = key_line(&text, "src");
                 for url in urls {
                     probes.push(Probe::new(i, url, line));
                 }
             }
-            Ok(Source::Ftpsync) => probes.extend(ftpsync_probe(i, repo)),
+            Ok(Source::Ftpsync(_)) => probes.extend(ftpsync_probe(i, repo)),
+            Ok(Source::Rsync(_)) => {}
             Ok(Source::Dtp(_)) => {}
         }
     }
@@ -395,18 +399,11 @@ fn ftpsync_probe(index: usize, repo: &Repo) -> Option<Probe> {
     if transport != "undefined" {
         return None;
     }
-    let (target, line) = match get("RSYNC_SOURCE") {
-        Some(source) => (source.to_string(), block.assignment_line("RSYNC_SOURCE")),
-        None => {
-            let host = get("RSYNC_HOST")?;
-            let path = get("RSYNC_PATH").unwrap_or("debian");
-            let target = match get("RSYNC_USER") {
-                Some(user) => format!("{user}@{host}::{path}/"),
-                None => format!("{host}::{path}/"),
-            };
-            (target, block.assignment_line("RSYNC_HOST"))
-        }
-    };
+    // The trailing `/` lists the module's contents rather than its name.
+    let target = format!("{}/", block.pasted_upstream(&vars)?.trim_end_matches('/'));
+    let line = block
+        .assignment_line("RSYNC_SOURCE")
+        .or(block.assignment_line("RSYNC_HOST"));
     let mut probe = Probe::new(index, target, line.unwrap_or(block.first_line - 1));
     if let Some(extra) = get("RSYNC_EXTRA") {
         let words = shell_words::split(extra).unwrap_or_default();

@@ -188,6 +188,9 @@ fn test(home: &Home, offline: bool) -> u8 {
     }
     let diags = check::check_all(home, !offline);
     print!("{}", check::render(&diags));
+    for line in super::plan::upstream_lines(home) {
+        println!("dsync -test: {line}");
+    }
     println!("dsync -test: {}", check::summary(&diags, home));
     if diags.iter().any(|d| d.is_error()) {
         exit::CONFIG

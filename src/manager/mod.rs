@@ -5,6 +5,7 @@
 //!   checking the configuration
 //! - [`status`], [`notify`]: what a web page, a chat channel and a mailbox see
 //! - [`worker`], [`scheduler`], [`general`]: running the syncs
+//! - [`check`], [`plan`]: what `dsync -test` reports
 //! - [`commands`]: the `dsync` command line on top
 
 pub mod check;
@@ -14,7 +15,9 @@ pub mod emoff;
 pub mod general;
 pub mod home;
 pub mod logs;
+pub mod misplaced;
 pub mod notify;
+pub mod plan;
 pub mod progress;
 pub mod repo;
 pub mod samples;

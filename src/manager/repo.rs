@@ -1,12 +1,13 @@
 //! One repository file, `repos/NAME.conf`.
 //!
 //! The same `key=value` syntax as `xync.conf` (see [`super::xync`]), with one twist:
-//! `ftpsync=true` ends the key=value part, and the rest of the file is a pasted Debian
-//! `ftpsync.conf`, evaluated by [`crate::shellconf`] and checked here with the
-//! repository file's own line numbers.
+//! after `ftpsync=true` the rest of the file is a pasted Debian `ftpsync.conf`,
+//! evaluated by [`crate::shellconf`] and checked here with the repository file's own
+//! line numbers. Repository keys (all lowercase, unlike ftpsync's variables) stay
+//! ours wherever they stand: KRFOSS's manual writes `intraadd=` after
+//! `ftpsync=true`.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::path::{Component, Path, PathBuf};
 
 use super::diag::Diagnostic;
@@ -76,8 +77,12 @@ fn push_target(item: &str) -> Option<PushTarget> {
 /// so messages name lines of the repository file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FtpsyncBlock {
+    /// The block's lines; those that set a repository key are left blank.
     pub text: String,
     pub first_line: usize,
+    /// The block sets `RSYNC_HOST` or `RSYNC_SOURCE`. Without them the upstream
+    /// is found as for any repository (intranet, `src=`, catalog, `api=`).
+    pub names_upstream: bool,
 }
 
 impl FtpsyncBlock {
@@ -98,6 +103,21 @@ impl FtpsyncBlock {
     /// Line `n` (1-based) of the block as a line of the repository file.
     pub fn file_line(&self, n: usize) -> usize {
         self.first_line + n.max(1) - 1
+    }
+
+    /// The upstream the block names, as ftpsync's argv spells it
+    /// (`RSYNC_SOURCE`, else `[USER@]HOST::PATH`), if it names one.
+    pub fn pasted_upstream(&self, vars: &Vars) -> Option<String> {
+        let get = |name: &str| vars.get(name).filter(|v| !v.is_empty());
+        if let Some(source) = get("RSYNC_SOURCE") {
+            return Some(source.to_string());
+        }
+        let host = get("RSYNC_HOST")?;
+        let path = get("RSYNC_PATH").unwrap_or("debian");
+        Some(match get("RSYNC_USER") {
+            Some(user) => format!("{user}@{host}::{path}"),
+            None => format!("{host}::{path}"),
+        })
     }
 
     /// The repository-file line on which the block last assigns `name` (`NAME=`,
@@ -183,9 +203,22 @@ pub fn parse(path: &Path, text: &str) -> (Option<Repo>, Vec<Diagnostic>) {
     let mut values: HashMap<&str, (usize, String)> = HashMap::new();
     let mut block: Option<(usize, FtpsyncBlock)> = None;
 
+    let mut start = 0;
     for line in raw_lines(text) {
         let n = line.number;
-        let (key, value) = match parse_line(line.text) {
+        let piece = &text[start..line.end];
+        start = line.end;
+        let parsed = parse_line(line.text);
+        if let Some((_, b)) = &mut block {
+            let ours = matches!(&parsed, Parsed::Pair { key, .. } if is_key_in_block(key));
+            if !ours {
+                b.text.push_str(piece);
+                continue;
+            }
+            // A blank line keeps the block's line numbers those of the file.
+            b.text.push('\n');
+        }
+        let (key, value) = match parsed {
             Parsed::Blank => continue,
             Parsed::Malformed => {
                 diags.push(malformed(path, &line, "save=/srv/mirrors/kali"));
@@ -207,15 +240,15 @@ pub fn parse(path: &Path, text: &str) -> (Option<Repo>, Vec<Diagnostic>) {
         }
         if canonical == "ftpsync" {
             match parse_bool(&value) {
-                Some(true) => {
+                Some(true) if block.is_none() => {
                     let b = FtpsyncBlock {
-                        text: text[line.end..].to_string(),
+                        text: String::new(),
                         first_line: n + 1,
+                        names_upstream: false,
                     };
                     block = Some((n, b));
-                    break;
                 }
-                Some(false) => {}
+                Some(_) => {}
                 None => diags.push(bool_error(path, n, key, &value)),
             }
             continue;
@@ -293,18 +326,10 @@ pub fn parse(path: &Path, text: &str) -> (Option<Repo>, Vec<Diagnostic>) {
         }
     });
 
-    let intradd = get("intradd").and_then(|(n, v)| {
-        let ok = split_host_port(v)
-            .is_some_and(|(host, port)| host.parse::<IpAddr>().is_ok() && port != Some(0));
-        if ok {
-            Some(v.to_string())
-        } else {
-            diags.push(Diagnostic::error(
-                path,
-                n,
-                format!("intradd={v} is not IP or IP:PORT"),
-                "write the intranet upstream's IP address, optionally with :PORT, e.g. intradd=10.1.1.50 or intradd=10.1.1.50:873",
-            ));
+    let intradd = get("intradd").and_then(|(n, v)| match xync::intranet_address("intradd", v) {
+        Ok(addr) => Some(addr),
+        Err((message, fix)) => {
+            diags.push(Diagnostic::error(path, n, message, fix));
             None
         }
     });
@@ -363,7 +388,7 @@ pub fn parse(path: &Path, text: &str) -> (Option<Repo>, Vec<Diagnostic>) {
 
     // The ftpsync block: evaluated like ftpsync would, and checked like ftpsync does.
     let mut to: Option<(usize, String)> = None;
-    if let Some((ftpsync_line, b)) = &block {
+    if let Some((ftpsync_line, b)) = &mut block {
         match b.eval(path) {
             Err(e) => diags.push(Diagnostic::error(
                 path,
@@ -373,6 +398,9 @@ pub fn parse(path: &Path, text: &str) -> (Option<Repo>, Vec<Diagnostic>) {
             )),
             Ok(vars) => {
                 check_ftpsync_vars(path, *ftpsync_line, b, &vars, &mut diags);
+                b.names_upstream = ["RSYNC_HOST", "RSYNC_SOURCE"]
+                    .iter()
+                    .any(|v| vars.get(v).is_some_and(|v| !v.is_empty()));
                 if let Some(t) = vars.get("TO").filter(|t| !t.is_empty()) {
                     let line = b.assignment_line("TO").unwrap_or(*ftpsync_line);
                     to = Some((line, t.to_string()));
@@ -423,30 +451,46 @@ pub fn parse(path: &Path, text: &str) -> (Option<Repo>, Vec<Diagnostic>) {
         }
     };
 
-    // More than one source: say which one is used.
-    let sources: [(&str, Option<usize>); 4] = [
-        ("ftpsync=true", block.as_ref().map(|(n, _)| *n)),
-        (
-            "dsync-url=",
-            dsync_url.as_ref().and(get("dsync-url").map(|(n, _)| n)),
-        ),
-        ("src=", src.as_ref().and(get("src").map(|(n, _)| n))),
-        (
-            "intradd=",
-            intradd.as_ref().and(get("intradd").map(|(n, _)| n)),
-        ),
-    ];
-    if let Some((used, used_line)) = sources.iter().find_map(|(k, n)| n.map(|n| (*k, n))) {
-        for (ignored, line) in sources.iter().filter_map(|(k, n)| n.map(|n| (*k, n))) {
-            if line != used_line {
-                diags.push(Diagnostic::warning(
-                    path,
-                    line,
-                    format!("{ignored} is not used: {used} on line {used_line} decides where {name} syncs from"),
-                    format!("delete the {} line", ignored.trim_end_matches('=')),
-                ));
+    // More than one source: say which one is used (upstream::resolve's order).
+    let at = |k: &str, set: bool| get(k).filter(|_| set).map(|(n, _)| n);
+    let dsync_line = at("dsync-url", dsync_url.is_some());
+    let src_line = at("src", src.is_some());
+    let mut unused: Vec<(&str, usize, String)> = Vec::new();
+    match &block {
+        // ftpsync syncs with rsync, from the block's RSYNC_HOST, else from src= or
+        // the catalog; intradd= with intra=true takes the place of both.
+        Some((n, b)) => {
+            if let Some(line) = dsync_line {
+                unused.push(("dsync-url=", line, format!("ftpsync=true on line {n}")));
+            }
+            if let (Some(line), true) = (src_line, b.names_upstream) {
+                let host = b.assignment_line("RSYNC_HOST").unwrap_or(*n);
+                let used = format!("the ftpsync block's RSYNC_HOST on line {host}");
+                unused.push(("src=", line, used));
             }
         }
+        None => {
+            let intra_line = at("intradd", intradd.is_some());
+            let mut set = [
+                ("dsync-url=", dsync_line),
+                ("src=", src_line),
+                ("intradd=", intra_line),
+            ]
+            .into_iter()
+            .filter_map(|(k, n)| n.map(|n| (k, n)));
+            if let Some((used, used_line)) = set.next() {
+                let used = format!("{used} on line {used_line}");
+                unused.extend(set.map(|(k, n)| (k, n, used.clone())));
+            }
+        }
+    }
+    for (ignored, line, used) in unused {
+        diags.push(Diagnostic::warning(
+            path,
+            line,
+            format!("{ignored} is not used: {used} decides where {name} syncs from"),
+            format!("delete the {} line", ignored.trim_end_matches('=')),
+        ));
     }
 
     xync::make_visible(&mut diags);
@@ -469,6 +513,12 @@ pub fn parse(path: &Path, text: &str) -> (Option<Repo>, Vec<Diagnostic>) {
         pushkey,
     };
     (Some(repo), diags)
+}
+
+/// A line of the ftpsync block that is a repository key: ftpsync's variables
+/// are uppercase (`HOOK1=` stays ftpsync's), ours lowercase.
+fn is_key_in_block(key: &str) -> bool {
+    KEYS.contains(&key) && !key.bytes().any(|b| b.is_ascii_uppercase())
 }
 
 /// Every `*.conf` in `dir`, sorted by name, and all problems found.
@@ -730,14 +780,6 @@ fn check_ftpsync_vars(
 ) {
     let set = |name: &str| vars.get(name).filter(|v| !v.is_empty());
     let line_of = |name: &str| block.assignment_line(name).unwrap_or(ftpsync_line);
-    if set("RSYNC_HOST").is_none() && set("RSYNC_SOURCE").is_none() {
-        diags.push(Diagnostic::error(
-            path,
-            ftpsync_line,
-            "the ftpsync block does not set RSYNC_HOST: ftpsync would not know where to sync from",
-            "add RSYNC_HOST=ftp.de.debian.org and RSYNC_PATH=debian (your upstream) to the ftpsync block",
-        ));
-    }
     if set("ARCH_INCLUDE").is_some() && set("ARCH_EXCLUDE").is_some() {
         let line = line_of("ARCH_INCLUDE").max(line_of("ARCH_EXCLUDE"));
         diags.push(Diagnostic::error(
@@ -948,17 +990,38 @@ mod tests {
     }
 
     #[test]
-    fn ftpsync_block_ends_key_values() {
-        let text = "repo=debian\nftpsync=true\n# pasted\nTO=\"/srv/mirrors/debian/\"\nRSYNC_HOST=ftp.de.debian.org\nsave=notakey\n";
+    fn ftpsync_block_keeps_repository_keys_and_file_lines() {
+        let text = "repo=debian\nftpsync=true\n# pasted\nTO=\"/srv/mirrors/debian/\"\nRSYNC_HOST=ftp.de.debian.org\ntimeset=00,12\nHOOK1=/bin/true\n";
         let (repo, d) = p("debian.conf", text);
         assert!(d.is_empty(), "{d:#?}");
         let repo = repo.unwrap();
         assert_eq!(repo.save, PathBuf::from("/srv/mirrors/debian"));
+        // A lowercase repository key after ftpsync=true is ours; HOOK1 is ftpsync's.
+        assert_eq!(repo.timeset, Some(vec![0, 12]));
+        assert_eq!(repo.hooks, <[Option<String>; 5]>::default());
         let block = repo.ftpsync.unwrap();
         assert_eq!(block.first_line, 3);
+        assert!(block.names_upstream);
         assert!(block.text.starts_with("# pasted\n"));
+        assert!(!block.text.contains("timeset"), "{}", block.text);
         assert_eq!(block.assignment_line("TO"), Some(4));
         assert_eq!(block.assignment_line("RSYNC_HOST"), Some(5));
+        assert_eq!(block.assignment_line("HOOK1"), Some(7));
+    }
+
+    #[test]
+    fn the_manuals_intranet_example_is_a_repository_without_rsync_host() {
+        // KRFOSS's manual, verbatim: intraadd= stands after ftpsync=true.
+        let text = "# kali.conf 예시\nrepo=kali\nsave=/mirror/kali\nftpsync=true\n# 인트라넷 내부 미러 서버 주소\nintraadd=10.1.1.50\n";
+        let (repo, d) = p("kali.conf", text);
+        assert!(d.is_empty(), "{d:#?}");
+        let repo = repo.unwrap();
+        assert_eq!(repo.intradd.as_deref(), Some("10.1.1.50"));
+        assert_eq!(repo.save, PathBuf::from("/mirror/kali"));
+        assert!(!repo.ftpsync.unwrap().names_upstream);
+        // A bad address in the block is named at its line.
+        let (_, d) = p("kali.conf", "save=/m/kali\nftpsync=true\nintraadd=server\n");
+        assert_eq!(errors(&d)[0].line, 3, "{d:#?}");
     }
 
     #[test]
@@ -975,9 +1038,10 @@ mod tests {
 
     #[test]
     fn ftpsync_block_checks() {
-        let (_, d) = p("d.conf", "save=/m/d\nftpsync=true\nTO=/m/d\n");
-        assert!(errors(&d)[0].message.contains("RSYNC_HOST"));
-        assert_eq!(errors(&d)[0].line, 2);
+        // Without RSYNC_HOST the upstream is found as for any repository.
+        let (repo, d) = p("d.conf", "save=/m/d\nftpsync=true\nTO=/m/d\n");
+        assert!(d.is_empty(), "{d:#?}");
+        assert!(!repo.unwrap().ftpsync.unwrap().names_upstream);
         let (_, d) = p(
             "d.conf",
             "save=/m/d\nftpsync=true\nRSYNC_HOST=h\nTO=/m/other\n",
@@ -1003,6 +1067,22 @@ mod tests {
         assert_eq!(d.len(), 1);
         assert_eq!((d[0].severity, d[0].line), (Severity::Warning, 3));
         assert!(d[0].message.contains("src= on line 2"), "{}", d[0]);
+        // ftpsync=true: the block's RSYNC_HOST wins over src=; without it src= is used.
+        let text = "save=/m/x\nsrc=rsync://h/x/\nftpsync=true\nRSYNC_HOST=up\n";
+        let (_, d) = p("x.conf", text);
+        assert_eq!(d.len(), 1, "{d:#?}");
+        assert_eq!(d[0].line, 2);
+        assert!(d[0].message.contains("RSYNC_HOST on line 4"), "{}", d[0]);
+        let (_, d) = p("x.conf", "save=/m/x\nsrc=rsync://h/x/\nftpsync=true\n");
+        assert!(d.is_empty(), "{d:#?}");
+        let (_, d) = p("x.conf", "save=/m/x\ndsync-url=dtp://h/x\nftpsync=true\n");
+        assert!(d[0].message.contains("ftpsync=true on line 3"), "{d:#?}");
+        // intradd= beside ftpsync=true is the manual's intranet mode, not a conflict.
+        let (_, d) = p(
+            "x.conf",
+            "save=/m/x\nintradd=10.0.0.1\nftpsync=true\nRSYNC_HOST=up\n",
+        );
+        assert!(d.is_empty(), "{d:#?}");
     }
 
     #[test]

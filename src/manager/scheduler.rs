@@ -43,7 +43,8 @@ pub fn run(home: &Home, selection: &Selection) -> u8 {
         return exit::FAILURE;
     }
     let (global, global_diags) = xync::load(&home.xync_conf());
-    let (repos, repo_diags) = repo::load_all(&home.repos_dir());
+    let (repos, mut repo_diags) = repo::load_all(&home.repos_dir());
+    repo_diags.extend(super::misplaced::check(home));
     let mut errors = false;
     for diag in global_diags.iter().chain(&repo_diags) {
         eprintln!("{diag}");

@@ -20,8 +20,10 @@ use super::xync::{Global, split_host_port};
 pub enum Source {
     /// rsync URLs to try in order (`rsync://host[:port]/module/`, always ending in `/`).
     Rsync(Vec<String>),
-    /// `ftpsync=true`: the ftpsync block names the upstream (`RSYNC_HOST` …).
-    Ftpsync,
+    /// `ftpsync=true`: ftpsync's two-stage sync. No URLs: the block names the
+    /// upstream (`RSYNC_HOST` …); else these rsync URLs, in the order to try
+    /// them, take the place of `RSYNC_HOST`/`RSYNC_PATH`.
+    Ftpsync(Vec<String>),
     /// `dsync-url=`: DTP.
     Dtp(String),
 }
@@ -38,13 +40,20 @@ const API_CACHE: Duration = Duration::from_secs(60);
 /// Repository name → rsync URLs, in the order to try them.
 pub type Catalog = BTreeMap<String, Vec<String>>;
 
-/// Resolve in this order: `ftpsync=true`, `dsync-url`, `src`, intranet mode
-/// (`intra=true` + `intradd` → `rsync://IP[:PORT]/REPO/`), the catalog
-/// (`home.catalog()` overriding the shipped `etc/upstreams.conf`), then the API
-/// (`api=` in xync.conf). No source is an error naming the repository file.
+/// Resolve in this order: `dsync-url`, `src`, intranet mode (`intra=true` +
+/// `intradd` of the repository, else of xync.conf → `rsync://IP[:PORT]/REPO/`),
+/// the catalog (`home.catalog()` overriding the shipped `etc/upstreams.conf`),
+/// then the API (`api=` in xync.conf). With `ftpsync=true` the sync is
+/// ftpsync's, from the intranet address, else the block's `RSYNC_HOST`, else
+/// `src=`, the catalog and the API. No source is an error naming the file.
 pub fn resolve(repo: &Repo, global: &Global, home: &Home) -> Result<Source, Diagnostic> {
-    if repo.ftpsync.is_some() {
-        return Ok(Source::Ftpsync);
+    let intranet = intranet_address(repo, global).map(|addr| intranet_url(addr, &repo.name));
+    if let Some(block) = &repo.ftpsync {
+        return match intranet {
+            Some(url) => Ok(Source::Ftpsync(vec![url])),
+            None if block.names_upstream => Ok(Source::Ftpsync(Vec::new())),
+            None => rsync_urls(repo, global, home).map(Source::Ftpsync),
+        };
     }
     if let Some(url) = &repo.dsync_url {
         return Ok(Source::Dtp(url.clone()));
@@ -52,33 +61,52 @@ pub fn resolve(repo: &Repo, global: &Global, home: &Home) -> Result<Source, Diag
     if let Some(src) = &repo.src {
         return Ok(Source::Rsync(vec![with_slash(src)]));
     }
-    if global.intra
-        && let Some(addr) = &repo.intradd
-    {
-        return Ok(Source::Rsync(vec![intranet_url(addr, &repo.name)]));
+    if let Some(url) = intranet {
+        return Ok(Source::Rsync(vec![url]));
+    }
+    rsync_urls(repo, global, home).map(Source::Rsync)
+}
+
+/// The intranet upstream's address, when intranet mode is on.
+pub fn intranet_address<'a>(repo: &'a Repo, global: &'a Global) -> Option<&'a str> {
+    if !global.intra {
+        return None;
+    }
+    repo.intradd.as_deref().or(global.intradd.as_deref())
+}
+
+/// `src=`, else the catalog, else the API.
+fn rsync_urls(repo: &Repo, global: &Global, home: &Home) -> Result<Vec<String>, Diagnostic> {
+    if let Some(src) = &repo.src {
+        return Ok(vec![with_slash(src)]);
     }
     let (catalog, _) = load_catalog(home);
     if let Some(urls) = catalog.get(&repo.name) {
-        return Ok(Source::Rsync(urls.clone()));
+        return Ok(urls.clone());
     }
     let api_failure = match &global.api {
         Some(api) => match api_lookup(api, &repo.name) {
-            Ok(Some(urls)) => return Ok(Source::Rsync(urls)),
+            Ok(Some(urls)) => return Ok(urls),
             Ok(None) => format!("; the API {api} does not list it"),
             Err(e) => format!("; asking the API {api} failed: {e}"),
         },
         None => String::new(),
     };
-    let intranet = if repo.intradd.is_some() && !global.intra {
+    let intranet = if (repo.intradd.is_some() || global.intradd.is_some()) && !global.intra {
         " (intradd= is only used with intra=true in xync.conf)"
     } else {
         ""
+    };
+    let what = if repo.ftpsync.is_some() {
+        "no src=, no intradd= with intra=true, and no RSYNC_HOST in the ftpsync block"
+    } else {
+        "no src=, dsync-url= or ftpsync=true"
     };
     Err(Diagnostic::error(
         &repo.file,
         0,
         format!(
-            "no upstream for repository {}: no src=, dsync-url= or ftpsync=true, and it is not in the catalog{intranet}{api_failure}",
+            "no upstream for repository {}: {what}, and it is not in the catalog{intranet}{api_failure}",
             repo.name
         ),
         format!(
@@ -88,6 +116,21 @@ pub fn resolve(repo: &Repo, global: &Global, home: &Home) -> Result<Source, Diag
             home.catalog().display()
         ),
     ))
+}
+
+/// An upstream URL `rsync://[USER@]HOST[:PORT]/PATH/` as ftpsync's variables:
+/// `RSYNC_SOURCE` is the URL itself (it carries the port, which ftpsync's
+/// `HOST::PATH` cannot), `RSYNC_HOST` and `RSYNC_PATH` name it in traces and logs.
+pub fn ftpsync_vars(url: &str) -> Vec<(&'static str, String)> {
+    let rest = url.strip_prefix("rsync://").unwrap_or(url);
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = split_host_port(host_port).map_or(host_port, |(host, _)| host);
+    vec![
+        ("RSYNC_SOURCE", url.to_string()),
+        ("RSYNC_HOST", host.to_string()),
+        ("RSYNC_PATH", path.trim_end_matches('/').to_string()),
+    ]
 }
 
 /// `rsync://IP[:PORT]/REPO/` for an `intradd=` value.
@@ -373,11 +416,36 @@ mod tests {
             resolve(&r, &g, &home),
             Ok(Source::Dtp("dtp://d/kali".into()))
         );
-        r.ftpsync = Some(super::super::repo::FtpsyncBlock {
+        let mut block = super::super::repo::FtpsyncBlock {
             text: String::new(),
             first_line: 2,
-        });
-        assert_eq!(resolve(&r, &g, &home), Ok(Source::Ftpsync));
+            names_upstream: true,
+        };
+        r.ftpsync = Some(block.clone());
+        // Intranet mode takes the place of the block's RSYNC_HOST.
+        let intra = Ok(Source::Ftpsync(vec!["rsync://10.1.1.50/kali/".into()]));
+        assert_eq!(resolve(&r, &g, &home), intra);
+        g.intra = false;
+        assert_eq!(resolve(&r, &g, &home), Ok(Source::Ftpsync(Vec::new())));
+        // A block without RSYNC_HOST: src=, else the catalog.
+        block.names_upstream = false;
+        r.ftpsync = Some(block);
+        let src = Ok(Source::Ftpsync(vec!["rsync://s/k/".into()]));
+        assert_eq!(resolve(&r, &g, &home), src);
+        r.src = None;
+        let catalog = Ok(Source::Ftpsync(vec!["rsync://127.0.0.1:9/kali/".into()]));
+        assert_eq!(resolve(&r, &g, &home), catalog);
+        // xync.conf's intradd= serves every repository without its own.
+        r.intradd = None;
+        g.intra = true;
+        g.intradd = Some("10.9.9.9:8873".into());
+        let global = Ok(Source::Ftpsync(vec!["rsync://10.9.9.9:8873/kali/".into()]));
+        assert_eq!(resolve(&r, &g, &home), global);
+        r.ftpsync = None;
+        r.dsync_url = None;
+        let general = Ok(Source::Rsync(vec!["rsync://10.9.9.9:8873/kali/".into()]));
+        assert_eq!(resolve(&r, &g, &home), general);
+        g.intra = false;
         // A shipped name not overridden locally.
         assert!(matches!(
             resolve(&repo("alpine"), &g, &home),
@@ -386,6 +454,22 @@ mod tests {
         let e = resolve(&repo("nowhere"), &g, &home).unwrap_err();
         assert!(e.is_error() && e.file.ends_with("nowhere.conf"));
         assert!(e.fix.contains("nowhere rsync://HOST/MODULE/"), "{e}");
+    }
+
+    #[test]
+    fn upstream_urls_as_ftpsync_variables() {
+        let vars = ftpsync_vars("rsync://10.1.1.50:8873/kali/");
+        assert_eq!(
+            vars,
+            [
+                ("RSYNC_SOURCE", "rsync://10.1.1.50:8873/kali/".to_string()),
+                ("RSYNC_HOST", "10.1.1.50".to_string()),
+                ("RSYNC_PATH", "kali".to_string()),
+            ]
+        );
+        let vars = ftpsync_vars("rsync://u@[fd00::1]/debian/sub/");
+        assert_eq!(vars[1].1, "fd00::1");
+        assert_eq!(vars[2].1, "debian/sub");
     }
 
     #[test]

@@ -140,7 +140,7 @@ impl<'a> Worker<'a> {
         let upstream = upstream::resolve(self.repo, self.global, self.home);
         let upstream_text = match &upstream {
             Ok(Source::Rsync(urls)) => urls.first().cloned().unwrap_or_default(),
-            Ok(Source::Ftpsync) => "ftpsync".to_string(),
+            Ok(Source::Ftpsync(urls)) => urls.first().cloned().unwrap_or("ftpsync".into()),
             Ok(Source::Dtp(url)) => url.clone(),
             Err(_) => String::new(),
         };
@@ -277,17 +277,17 @@ impl<'a> Worker<'a> {
     /// One try: the result and whether a failure is worth another try.
     fn sync_once(&self, source: &Source) -> (SyncResult, bool) {
         match source {
-            Source::Ftpsync => {
-                let code = self.run_ftpsync();
-                let ok = code == exit::OK as i32;
-                let transient =
-                    code == exit::STAGE1_FAILED as i32 || code == exit::STAGE2_FAILED as i32;
-                let result = if ok {
-                    Ok(())
-                } else {
-                    Err((code, ftpsync_meaning(code)))
-                };
-                (result, transient)
+            Source::Ftpsync(urls) if urls.is_empty() => self.run_ftpsync(None),
+            Source::Ftpsync(urls) => {
+                // Each upstream in turn until one works, as general mode does.
+                let mut outcome = (Ok(()), false);
+                for url in urls {
+                    outcome = self.run_ftpsync(Some(url));
+                    if outcome.0.is_ok() || !outcome.1 {
+                        break;
+                    }
+                }
+                outcome
             }
             Source::Dtp(url) => self.run_dtp(url),
             Source::Rsync(urls) => self.run_rsync(urls),
@@ -433,10 +433,24 @@ impl<'a> Worker<'a> {
         }
     }
 
-    fn run_ftpsync(&self) -> i32 {
+    /// ftpsync's engine on the block, from `upstream` when the repository
+    /// layer chose it: the result and whether a failure is worth another try.
+    fn run_ftpsync(&self, upstream: Option<&str>) -> (SyncResult, bool) {
+        let code = self.run_ftpsync_engine(upstream);
+        let transient = code == exit::STAGE1_FAILED as i32 || code == exit::STAGE2_FAILED as i32;
+        match code == exit::OK as i32 {
+            true => (Ok(()), false),
+            false => (Err((code, ftpsync_meaning(code))), transient),
+        }
+    }
+
+    fn run_ftpsync_engine(&self, upstream: Option<&str>) -> i32 {
         let Some(block) = &self.repo.ftpsync else {
             return exit::CONFIG as i32;
         };
+        if let Some(url) = upstream {
+            self.log.line(&format!("ftpsync mode from {url}"));
+        }
         let logdir = self.log_path.parent().unwrap_or(&self.home.root);
         let config = crate::ftpsync::Embedded {
             name: &self.repo.name,
@@ -456,6 +470,7 @@ impl<'a> Worker<'a> {
                     self.global.allow_vulnerable_rsync.to_string(),
                 ),
             ],
+            overrides: upstream.map(upstream::ftpsync_vars).unwrap_or_default(),
         };
         i32::from(crate::ftpsync::run_embedded(&config))
     }

@@ -19,8 +19,11 @@ pub struct Global {
     pub syncps: usize,
     /// `ipadd`: local addresses; concurrent rsyncs bind them round-robin.
     pub ipadd: Vec<String>,
-    /// `intra`: intranet mode (`intradd` in repo files gives the upstream).
+    /// `intra`: intranet mode (`intradd` gives the upstream).
     pub intra: bool,
+    /// `intradd` (or `intraadd`): `IP[:PORT]` of the intranet upstream of every
+    /// repository with `intra=true`; a repository's own `intradd=` wins.
+    pub intradd: Option<String>,
     /// `logdir`: one log folder per repository.
     pub logdir: bool,
     /// `logtime`: timestamped log names (`logs-YYYYMMDD-HHMM.log`).
@@ -80,6 +83,7 @@ impl Default for Global {
             syncps: 1,
             ipadd: Vec::new(),
             intra: false,
+            intradd: None,
             logdir: false,
             logtime: false,
             pass_error_temp: false,
@@ -110,6 +114,8 @@ pub const KEYS: &[&str] = &[
     "syncps",
     "ipadd",
     "intra",
+    "intradd",
+    "intraadd",
     "logdir",
     "logtime",
     "pass-error-temp",
@@ -161,6 +167,8 @@ pub fn parse(path: &Path, text: &str) -> (Global, Vec<Diagnostic>) {
             ));
             continue;
         };
+        // `intraadd` is the manual's second spelling of `intradd`.
+        let key = if key == "intraadd" { "intradd" } else { key };
         if let Some(previous) = seen.insert(key, n) {
             diags.push(duplicate(path, n, key, previous));
         }
@@ -224,6 +232,7 @@ fn apply(g: &mut Global, key: &str, value: &str) -> Result<Option<Problem>, Prob
         "syncps" => g.syncps = number_in(key, value, 1, 100, "4")? as usize,
         "ipadd" => g.ipadd = ip_list(value)?,
         "intra" => g.intra = boolean(key, value)?,
+        "intradd" => g.intradd = Some(intranet_address(key, value)?),
         "logdir" => g.logdir = boolean(key, value)?,
         "logtime" => g.logtime = boolean(key, value)?,
         "pass-error-temp" => g.pass_error_temp = boolean(key, value)?,
@@ -271,6 +280,21 @@ fn apply(g: &mut Global, key: &str, value: &str) -> Result<Option<Problem>, Prob
         _ => unreachable!("{key} is in KEYS but not handled"),
     }
     Ok(None)
+}
+
+/// `IP` or `IP:PORT` (`[v6]:PORT`) of an intranet upstream.
+pub(crate) fn intranet_address(key: &str, value: &str) -> Result<String, Problem> {
+    let ok = split_host_port(value)
+        .is_some_and(|(host, port)| host.parse::<IpAddr>().is_ok() && port != Some(0));
+    if ok {
+        return Ok(value.to_string());
+    }
+    Err((
+        format!("{key}={value} is not IP or IP:PORT"),
+        format!(
+            "write the intranet upstream's IP address, optionally with :PORT, e.g. {key}=10.1.1.50 or {key}=10.1.1.50:873"
+        ),
+    ))
 }
 
 /// A user name as useradd accepts it (letters, digits, `_`, `-`, `.`, not
@@ -723,6 +747,18 @@ mod tests {
     }
 
     #[test]
+    fn intranet_address_in_both_spellings() {
+        let (g, d) = p("intra=true\nintraadd=10.1.1.50\n");
+        assert!(d.is_empty(), "{d:#?}");
+        assert_eq!(g.intradd.as_deref(), Some("10.1.1.50"));
+        let (_, d) = p("intradd=10.1.1.50\nintraadd=10.1.1.51\n");
+        assert_eq!(d.len(), 1, "{d:#?}");
+        let (g, d) = p("intradd=fileserver\n");
+        assert!(d[0].is_error() && d[0].message.contains("not IP or IP:PORT"));
+        assert_eq!(g.intradd, None);
+    }
+
+    #[test]
     fn empty_and_comments_give_defaults() {
         let (g, d) = p("# comment\n\n   # indented comment\n\r\n");
         assert!(d.is_empty(), "{d:?}");
@@ -731,7 +767,7 @@ mod tests {
 
     #[test]
     fn every_key_is_read() {
-        let text = "\u{feff}syncps = 4\r\nipadd=192.0.2.1, 2001:db8::1,10.0.0.2\nintra=yes\nlogdir=1\n\
+        let text = "\u{feff}syncps = 4\r\nipadd=192.0.2.1, 2001:db8::1,10.0.0.2\nintra=yes\nintradd=10.1.1.50:873\nlogdir=1\n\
             logtime=TRUE\npass-error-temp=true\nwebhookurl=https://hooks.slack.com/x\n\
             status=/var/www/status\nwebroot=/srv/www\napi=http://127.0.0.1:9/list\n\
             mailto=a@example.org,root\nsmtp=mail.example.org:587\nmaxtime=6\nmax-delete=100\n\
@@ -742,6 +778,7 @@ mod tests {
         assert_eq!(g.syncps, 4);
         assert_eq!(g.ipadd, ["192.0.2.1", "2001:db8::1", "10.0.0.2"]);
         assert!(g.intra && g.logdir && g.logtime && g.pass_error_temp);
+        assert_eq!(g.intradd.as_deref(), Some("10.1.1.50:873"));
         assert_eq!(g.webhookurl.as_deref(), Some("https://hooks.slack.com/x"));
         assert_eq!(g.status, Some(PathBuf::from("/var/www/status")));
         assert_eq!(g.webroot, Some(PathBuf::from("/srv/www")));
