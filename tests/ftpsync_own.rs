@@ -405,7 +405,9 @@ fn smtp_server_option_delivers_the_report_over_smtp() {
 
 /// A site whose upstream has one large file and whose rsync is throttled, so a
 /// sync is reliably still transferring when the test interrupts it. The rsync
-/// wrapper records the rsync PID (it execs rsync, keeping its PID).
+/// wrapper records the rsync PID (it execs rsync, keeping its PID) of the
+/// transfer: not of `--version`, nor of the shrink guard's short local count
+/// (the dry run ending in `--log-file-format=`), which come before it.
 fn slow_site() -> Site {
     let site = Site::new("RSYNC={ROOT}/rsync-wrapper\nRSYNC_BW=20");
     let upstream = site._upstream.as_ref().unwrap().path();
@@ -417,7 +419,7 @@ fn slow_site() -> Site {
     write_script(
         &site.root().join("rsync-wrapper"),
         &format!(
-            "#!/bin/sh\n[ \"$1\" = --version ] || echo $$ > {r}/rsync.pid\nexec rsync \"$@\"\n"
+            "#!/bin/sh\ncase \"$*\" in --version|*--log-file-format=) ;; *) echo $$ > {r}/rsync.pid;; esac\nexec rsync \"$@\"\n"
         ),
     );
     site

@@ -452,27 +452,45 @@ impl<'a> Worker<'a> {
             self.log.line(&format!("ftpsync mode from {url}"));
         }
         let logdir = self.log_path.parent().unwrap_or(&self.home.root);
+        let mut defaults = vec![
+            ("TO", self.repo.save.to_string_lossy().into_owned()),
+            ("LOGDIR", logdir.to_string_lossy().into_owned()),
+            // ftpsync mails $LOGNAME, which cron sets but a systemd service
+            // or `-nolog` may not: say who runs it.
+            ("MAILTO", self.mailto()),
+            // xync.conf's guards reach the block; the block may override.
+            (
+                "MIN_UPSTREAM_RATIO",
+                self.global.min_upstream_ratio.to_string(),
+            ),
+            (
+                "ALLOW_VULNERABLE_RSYNC",
+                self.global.allow_vulnerable_rsync.to_string(),
+            ),
+        ];
+        defaults.retain(|(_, value)| !value.is_empty());
         let config = crate::ftpsync::Embedded {
             name: &self.repo.name,
             file: &self.repo.file,
             text: &block.text,
             first_line: block.first_line,
-            defaults: vec![
-                ("TO", self.repo.save.to_string_lossy().into_owned()),
-                ("LOGDIR", logdir.to_string_lossy().into_owned()),
-                // xync.conf's guards reach the block; the block may override.
-                (
-                    "MIN_UPSTREAM_RATIO",
-                    self.global.min_upstream_ratio.to_string(),
-                ),
-                (
-                    "ALLOW_VULNERABLE_RSYNC",
-                    self.global.allow_vulnerable_rsync.to_string(),
-                ),
-            ],
+            defaults,
             overrides: upstream.map(upstream::ftpsync_vars).unwrap_or_default(),
         };
         i32::from(crate::ftpsync::run_embedded(&config))
+    }
+
+    /// Where the ftpsync engine's mails go unless the block says `MAILTO=`:
+    /// the repository's `mailto=`, xync.conf's, `$LOGNAME` (ftpsync's own
+    /// default), else the account running the sync.
+    fn mailto(&self) -> String {
+        let configured = self.repo.mailto.clone().or(self.global.mailto.clone());
+        let logname = std::env::var("LOGNAME").ok().filter(|l| !l.is_empty());
+        // SAFETY: getuid cannot fail.
+        let uid = unsafe { libc::getuid() };
+        configured
+            .or(logname)
+            .unwrap_or_else(|| super::home::user_name(uid))
     }
 
     /// General mode: each upstream URL in turn until one works.

@@ -115,7 +115,6 @@ pub const KEYS: &[&str] = &[
     "ipadd",
     "intra",
     "intradd",
-    "intraadd",
     "logdir",
     "logtime",
     "pass-error-temp",
@@ -156,6 +155,9 @@ pub fn parse(path: &Path, text: &str) -> (Global, Vec<Diagnostic>) {
             Parsed::Pair { key, value } => (key, value),
         };
         let n = line.number;
+        let written = key;
+        // `intraadd` is the manual's second spelling of `intradd`.
+        let key = if key == "intraadd" { "intradd" } else { key };
         let Some(&key) = KEYS.iter().find(|k| **k == key) else {
             diags.push(unknown_key(
                 path,
@@ -167,8 +169,6 @@ pub fn parse(path: &Path, text: &str) -> (Global, Vec<Diagnostic>) {
             ));
             continue;
         };
-        // `intraadd` is the manual's second spelling of `intradd`.
-        let key = if key == "intraadd" { "intradd" } else { key };
         if let Some(previous) = seen.insert(key, n) {
             diags.push(duplicate(path, n, key, previous));
         }
@@ -176,7 +176,7 @@ pub fn parse(path: &Path, text: &str) -> (Global, Vec<Diagnostic>) {
             diags.push(empty_value(path, n, key));
             continue;
         }
-        match apply(&mut global, key, &value) {
+        match apply(&mut global, key, written, &value) {
             Ok(None) => {}
             Ok(Some((message, fix))) => diags.push(Diagnostic::warning(path, n, message, fix)),
             Err((message, fix)) => diags.push(Diagnostic::error(path, n, message, fix)),
@@ -226,18 +226,27 @@ const OTHER_FILE_KEYS_REPO: OtherFile = OtherFile {
 
 type Problem = (String, String);
 
-/// Apply one known key. `Ok(Some(warning))` for accepted values worth a remark.
-fn apply(g: &mut Global, key: &str, value: &str) -> Result<Option<Problem>, Problem> {
+/// Apply one known key (as `written` in the file, for messages).
+/// `Ok(Some(warning))` for accepted values worth a remark.
+fn apply(
+    g: &mut Global,
+    key: &str,
+    written: &str,
+    value: &str,
+) -> Result<Option<Problem>, Problem> {
     match key {
         "syncps" => g.syncps = number_in(key, value, 1, 100, "4")? as usize,
         "ipadd" => g.ipadd = ip_list(value)?,
         "intra" => g.intra = boolean(key, value)?,
-        "intradd" => g.intradd = Some(intranet_address(key, value)?),
+        "intradd" => g.intradd = Some(intranet_address(written, value)?),
         "logdir" => g.logdir = boolean(key, value)?,
         "logtime" => g.logtime = boolean(key, value)?,
         "pass-error-temp" => g.pass_error_temp = boolean(key, value)?,
+        // KRFOSS's own sample says rokfoss-sync=false: only `true` is worth a word.
         "rokfoss-sync" => {
-            boolean(key, value)?;
+            if !boolean(key, value)? {
+                return Ok(None);
+            }
             return Ok(Some((
                 format!(
                     "rokfoss-sync={value} has no effect in dsync (it is the ROKFOSS project's private reporting)"
@@ -850,7 +859,7 @@ mod tests {
         // first version.
         for key in super::super::repo::KEYS
             .iter()
-            .filter(|k| !KEYS.contains(k))
+            .filter(|k| !KEYS.contains(k) && **k != "intraadd")
         {
             let (_, d) = p(&format!("{key}=x\n"));
             assert!(
@@ -878,6 +887,8 @@ mod tests {
         assert!(d.message.contains("no effect"), "{d}");
         let (_, d) = p("rokfoss-sync=perhaps\n");
         assert!(only(&d).is_error());
+        let (_, d) = p("rokfoss-sync=false\n");
+        assert!(d.is_empty(), "{d:#?}");
     }
 
     #[test]
