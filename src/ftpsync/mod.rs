@@ -56,19 +56,29 @@ pub struct Embedded<'a> {
     pub defaults: Vec<(&'a str, String)>,
 }
 
+impl Embedded<'_> {
+    /// The variables after ftpsync's start-up, the defaults and the block, as
+    /// a `sync:all` run sees them.
+    pub fn eval(&self, request: &cli::Request) -> Result<crate::shellconf::Vars, SettingsError> {
+        let mut vars = settings::initial_vars(self.name, request);
+        for (var, value) in &self.defaults {
+            vars.set(var, value.as_str());
+        }
+        // Blank lines in front keep shellconf's line numbers those of the file.
+        let text = "\n".repeat(self.first_line.saturating_sub(1)) + self.text;
+        let label = self.file.display().to_string();
+        crate::shellconf::eval_str(&label, &text, &mut vars)?;
+        Ok(vars)
+    }
+}
+
 /// Run the ftpsync engine on an embedded config, as `sync:all` from cron would.
 pub fn run_embedded(config: &Embedded<'_>) -> u8 {
     let request = cli::Request::default();
-    let mut vars = settings::initial_vars(config.name, &request);
-    for (var, value) in &config.defaults {
-        vars.set(var, value.as_str());
-    }
-    // Blank lines in front keep shellconf's line numbers those of the file.
-    let text = "\n".repeat(config.first_line.saturating_sub(1)) + config.text;
-    let label = config.file.display().to_string();
-    if let Err(e) = crate::shellconf::eval_str(&label, &text, &mut vars) {
-        return report(config.name, &SettingsError::Parse(e));
-    }
+    let vars = match config.eval(&request) {
+        Ok(vars) => vars,
+        Err(e) => return report(config.name, &e),
+    };
     run_loaded(
         config.name,
         config.name,

@@ -82,6 +82,32 @@ impl Drop for RepoLock {
     }
 }
 
+/// The ftpsync block of `repo` as a sync runs it (and `-test` reads it): `TO`
+/// and `LOGDIR` from the repository, xync.conf's guards as defaults the block
+/// may override.
+pub fn ftpsync_config<'a>(
+    repo: &'a Repo,
+    global: &Global,
+    logdir: &Path,
+) -> Option<crate::ftpsync::Embedded<'a>> {
+    let block = repo.ftpsync.as_ref()?;
+    Some(crate::ftpsync::Embedded {
+        name: &repo.name,
+        file: &repo.file,
+        text: &block.text,
+        first_line: block.first_line,
+        defaults: vec![
+            ("TO", repo.save.to_string_lossy().into_owned()),
+            ("LOGDIR", logdir.to_string_lossy().into_owned()),
+            ("MIN_UPSTREAM_RATIO", global.min_upstream_ratio.to_string()),
+            (
+                "ALLOW_VULNERABLE_RSYNC",
+                global.allow_vulnerable_rsync.to_string(),
+            ),
+        ],
+    })
+}
+
 /// Where a repository's log goes: `logs/NAME.log`, `logs/NAME/NAME.log` with
 /// `logdir`, and time-stamped names (`logs-YYYYMMDD-HHMM.log`) with `logtime`.
 pub fn log_path(home: &Home, global: &Global, name: &str) -> PathBuf {
@@ -434,30 +460,11 @@ impl<'a> Worker<'a> {
     }
 
     fn run_ftpsync(&self) -> i32 {
-        let Some(block) = &self.repo.ftpsync else {
-            return exit::CONFIG as i32;
-        };
         let logdir = self.log_path.parent().unwrap_or(&self.home.root);
-        let config = crate::ftpsync::Embedded {
-            name: &self.repo.name,
-            file: &self.repo.file,
-            text: &block.text,
-            first_line: block.first_line,
-            defaults: vec![
-                ("TO", self.repo.save.to_string_lossy().into_owned()),
-                ("LOGDIR", logdir.to_string_lossy().into_owned()),
-                // xync.conf's guards reach the block; the block may override.
-                (
-                    "MIN_UPSTREAM_RATIO",
-                    self.global.min_upstream_ratio.to_string(),
-                ),
-                (
-                    "ALLOW_VULNERABLE_RSYNC",
-                    self.global.allow_vulnerable_rsync.to_string(),
-                ),
-            ],
-        };
-        i32::from(crate::ftpsync::run_embedded(&config))
+        match ftpsync_config(self.repo, self.global, logdir) {
+            Some(config) => i32::from(crate::ftpsync::run_embedded(&config)),
+            None => exit::CONFIG as i32,
+        }
     }
 
     /// General mode: each upstream URL in turn until one works.
