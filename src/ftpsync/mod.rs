@@ -5,6 +5,7 @@
 //! while pushes keep arriving, trace files, downstream triggers, cleanup.
 
 pub mod argv;
+pub mod check;
 pub mod cli;
 pub mod cron;
 mod engine;
@@ -20,6 +21,10 @@ use settings::SettingsError;
 /// Run as ftpsync. `program` is the name we were invoked as (`ftpsync`, or a
 /// symlink like `ftpsync-security`); it names the config and logs.
 pub fn run(program: &str, args: &[String]) -> u8 {
+    // Ours, not ftpsync's (whose getopts knows only -T): check, do not sync.
+    if args.first().map(String::as_str) == Some("-test") {
+        return check::one(program, &args[1..]);
+    }
     let ssh_command = std::env::var("SSH_ORIGINAL_COMMAND").ok();
     let request = match cli::parse(args, ssh_command.as_deref()) {
         Ok(request) => request,

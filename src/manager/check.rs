@@ -155,6 +155,15 @@ pub fn check_all(home: &Home, reach: bool) -> Vec<Diagnostic> {
     diags
 }
 
+/// `dsync -test`'s whole answer: what each ftpsync setup of this machine would
+/// do (text), then every problem of the home and of those setups.
+pub fn test(home: &Home, reach: bool) -> (String, Vec<Diagnostic>) {
+    let mut diags = check_all(home, reach);
+    let (plans, mut more) = super::ftpsync_check::check(home, reach, &diags);
+    diags.append(&mut more);
+    (plans, diags)
+}
+
 /// `rsync://HOST[:PORT]/` or `HOST::` for an upstream: what lists its modules.
 fn host_root(target: &str) -> String {
     if let Some(rest) = target.strip_prefix("rsync://") {

@@ -186,8 +186,8 @@ fn test(home: &Home, offline: bool) -> u8 {
     if !home.ensure_telling() {
         return exit::FAILURE;
     }
-    let diags = check::check_all(home, !offline);
-    print!("{}", check::render(&diags));
+    let (plans, diags) = check::test(home, !offline);
+    print!("{plans}{}", check::render(&diags));
     println!("dsync -test: {}", check::summary(&diags, home));
     if diags.iter().any(|d| d.is_error()) {
         exit::CONFIG
