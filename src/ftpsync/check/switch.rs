@@ -28,24 +28,27 @@ pub fn hints() -> Vec<Diagnostic> {
     hints
 }
 
-/// The crontab: `DSYNC_CRONTAB` (a file, for tests), else `crontab -l`.
+/// The crontab: `DSYNC_CRONTAB` (a file, for tests), else `crontab -l`, else
+/// cron's spool file of this user (readable by root without `crontab`).
 fn crontab() -> Option<(PathBuf, String)> {
+    let read = |file: PathBuf| std::fs::read_to_string(&file).ok().map(|t| (file, t));
     if let Some(file) = std::env::var_os("DSYNC_CRONTAB") {
-        let file = PathBuf::from(file);
-        return std::fs::read_to_string(&file).ok().map(|t| (file, t));
+        return read(PathBuf::from(file));
     }
-    let out = Command::new("crontab")
+    let listed = Command::new("crontab")
         .arg("-l")
         .stdin(Stdio::null())
         .stderr(Stdio::null())
         .output()
-        .ok()?;
-    out.status.success().then(|| {
-        (
+        .ok()
+        .filter(|out| out.status.success());
+    match listed {
+        Some(out) => Some((
             PathBuf::from("crontab -l"),
             String::from_utf8_lossy(&out.stdout).into_owned(),
-        )
-    })
+        )),
+        None => read(Path::new("/var/spool/cron/crontabs").join(super::me())),
+    }
 }
 
 /// A `PATH=` line of the crontab.
