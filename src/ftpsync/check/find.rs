@@ -35,10 +35,11 @@ pub fn find_all(vars: &Vars) -> Setups {
     let etc = settings::etc_dir();
     for dir in settings::config_dirs(vars) {
         // runmirrors reads only ~/.config/ftpsync and /etc/ftpsync.
-        let runmirrors_reads = !vars
+        let basedir_etc = vars
             .get("BASEDIR")
-            .is_some_and(|b| !b.is_empty() && dir == Path::new(b).join("etc"))
-            || dir == etc;
+            .filter(|b| !b.is_empty())
+            .map(|b| Path::new(b).join("etc"));
+        let runmirrors_reads = dir == etc || Some(&dir) != basedir_etc.as_ref();
         for (file, path) in conf_files(&dir) {
             let stem = file.trim_end_matches(".conf").to_string();
             let (map, prefix) = if stem.starts_with("runmirrors") {

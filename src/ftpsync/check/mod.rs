@@ -41,7 +41,7 @@ impl Report {
         self.rows.push((label.to_string(), value.into()));
     }
 
-    /// The title, then one aligned row a line (continued lines indented).
+    /// The title, then one aligned row a line.
     pub fn render(&self) -> String {
         let mut out = format!("{}\n", self.title);
         for (label, value) in &self.rows {
