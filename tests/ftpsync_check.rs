@@ -458,3 +458,27 @@ fn dsync_ftpsync_test_checks_the_archive_its_invocation_names() {
     assert!(!text.contains("ftpsync archive (default)"), "{text}");
     assert!(text.contains("ftpsync -test: no problems"), "{text}");
 }
+
+#[test]
+fn a_hub_without_runmirrors_and_a_transport_without_its_helper_are_named() {
+    let site = Site::new();
+    std::fs::create_dir_all(site.root().join("bin")).unwrap();
+    let conf = site.conf(
+        "ftpsync.conf",
+        1,
+        "HUB=true\nBINDIR={ROOT}/bin\nRSYNC_TRANSPORT=ssl",
+    );
+    let out = site.dsync(&["-test", "-offline"]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(78), "{text}");
+    let (c, r) = (conf.display(), site.root().display());
+    for want in [
+        format!("{c}:9: error: HUB=true, but there is no runmirrors.conf"),
+        format!("{c}:9: error: HUB needs {r}/bin/runmirrors, which is not an executable"),
+        format!(
+            "{c}:11: error: RSYNC_TRANSPORT needs {r}/bin/rsync-ssl-tunnel, which is not an executable"
+        ),
+    ] {
+        assert!(text.contains(&want), "want {want}:\n{text}");
+    }
+}

@@ -14,6 +14,7 @@ pub fn check_all(s: &Settings, source: &Source<'_>, checks: Checks, report: &mut
     }
     lock(s, report);
     hooks(s, source, report);
+    helpers(s, source, report);
     rsync(s, source, checks, report);
     log_folder(s, source, report);
     mail(s, source, report);
@@ -150,6 +151,54 @@ pub fn hook_runs(
             format!("{var}={hook}: {program} does not exist or is not executable; the run would stop there"),
             format!("install the hook, or: chmod +x {program}  (or delete the {var} line)"),
         )),
+    }
+}
+
+/// The programs a run starts besides rsync: the transport's (`ssh`,
+/// `rsync-ssl-tunnel`) and, with `HUB=true`, `runmirrors` and its config.
+fn helpers(s: &Settings, source: &Source<'_>, report: &mut Report) {
+    let path_var = std::env::var("PATH").unwrap_or_default();
+    let mut programs: Vec<(&str, String)> = Vec::new();
+    if let Some(program) = crate::ftpsync::argv::transport(s).get(1) {
+        programs.push(("RSYNC_TRANSPORT", program.clone()));
+    }
+    if s.hub {
+        let runmirrors = match s.bindir.as_str() {
+            "" => "runmirrors".to_string(),
+            dir => format!("{dir}/runmirrors"),
+        };
+        programs.push(("HUB", runmirrors));
+        hub_config(s, source, report);
+    }
+    for (var, program) in programs {
+        if super::which(&program, &path_var).is_some_and(|p| executable(&p)) {
+            continue;
+        }
+        report.diags.push(Diagnostic::error(
+            source.path,
+            source.line(var),
+            format!("{var} needs {program}, which is not an executable on PATH"),
+            "install it, or run compat/install-links (dsync is rsync-ssl-tunnel and runmirrors too)",
+        ));
+    }
+}
+
+/// `HUB=true` hands over to `runmirrors [-a ARCHIVE]`, which stops (exit 78)
+/// without its config.
+fn hub_config(s: &Settings, source: &Source<'_>, report: &mut Report) {
+    let name = match s.name.strip_prefix("ftpsync-") {
+        Some(archive) => format!("runmirrors-{archive}"),
+        None => "runmirrors".to_string(),
+    };
+    let file = crate::ftpsync::settings::config_file_name(&name);
+    let vars = crate::shellconf::Vars::from_env();
+    if crate::ftpsync::cron::search_config(&vars, &file).is_none() {
+        report.diags.push(Diagnostic::error(
+            source.path,
+            source.line("HUB"),
+            format!("HUB=true, but there is no {file} (in ~/.config/ftpsync or /etc/ftpsync): runmirrors would stop with exit 78"),
+            format!("write ~/.config/ftpsync/{file} and its .mirror list, or set HUB=false"),
+        ));
     }
 }
 
