@@ -44,7 +44,7 @@ _dsync() {
             return
             ;;
         ftpsync)
-            mapfile -t COMPREPLY < <(compgen -W "sync:all sync:stage1 sync:stage2 sync:archive: sync:callback sync:mhop -T" -- "$cur")
+            mapfile -t COMPREPLY < <(compgen -W "sync:all sync:stage1 sync:stage2 sync:archive: sync:callback sync:mhop -T -test -offline" -- "$cur")
             return
             ;;
     esac

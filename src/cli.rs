@@ -11,6 +11,7 @@ usage: dsync [-home DIR] [-sync NAME] [-force] [-nolog]
        dsync [-home DIR] -setup [-repo NAME -save DIR [-src URL] [-timeset HH,HH]] [-force]
        dsync [-home DIR] -gendsync | -service [-foreground] | -stop-service | -reload | -startup
        dsync ftpsync [-T TRIGGER] [sync:all|sync:stage1|sync:stage2|sync:archive:NAME|sync:callback|sync:mhop]...
+       dsync ftpsync -test [-offline] [sync:archive:NAME]
        dsync ftpsync-cron [ARCHIVE]
        dsync runmirrors [NAME | -a NAME] [-k all|stage2|mhop] [-f]
        dsync demo [DIR]
@@ -23,8 +24,9 @@ Without a command, dsync syncs every repository of its home (~/dxync, or
   -sync NAME   sync this repository now, whatever its timeset
   -force       sync every repository now, creating missing save folders
   -nolog       run in the background; output goes to logs/dsync.log
-  -test        check every configuration file (and reach every upstream,
-               unless -offline); creates the home if missing
+  -test        check every configuration file, every ftpsync setup of this
+               user (what each run would do, and what would stop it) and,
+               unless -offline, reach every upstream; creates the home if missing
   -emoff       stop every running sync at once, leaving a marker file
   -cleanlog    delete logs older than 7 days
   -setup       write a repository file (asks on the terminal what the

@@ -8,13 +8,15 @@
 //! - [`ftpsync`]: ftpsync's settings, rsync command lines and stage engine
 //! - [`rsync`], [`process`], [`signals`]: running rsync and other children safely
 //! - [`lock`], [`trace`], [`log`], [`mail`]: the files and reports around a sync
-//! - [`exit`]: the one table of exit codes
+//! - [`exit`]: the one table of exit codes; [`diag`]: problems found in config files
 //! - [`dtp`]: DTP, the manifest-based parallel transfer (host service and client)
 //! - [`demo`]: `dsync demo`, a whole mirror setup on this machine, and the archive
 //!   generator it shares with the tests
 
+pub mod access;
 pub mod cli;
 pub mod demo;
+pub mod diag;
 pub mod dtp;
 pub mod exit;
 pub mod ftpsync;

@@ -87,6 +87,31 @@ impl SyncLock {
     }
 }
 
+/// Who holds the lock of `to` without taking it (for `-test`): the PID from
+/// `lock_path` when a live process wrote it or another dsync holds the kernel
+/// lock (`?` if its PID file is gone); `None` when a sync could start now.
+pub fn holder(to: &Path, lock_path: &Path) -> Option<String> {
+    let pid = read_pid(lock_path);
+    let file_held = std::fs::symlink_metadata(lock_path).is_ok_and(|m| m.file_type().is_file())
+        && pid_alive(&pid);
+    if file_held || kernel_lock_held(to) {
+        return Some(if pid.is_empty() { "?".into() } else { pid });
+    }
+    None
+}
+
+/// A shared, non-blocking `flock` fails only while a sync holds the exclusive one;
+/// released at once.
+fn kernel_lock_held(to: &Path) -> bool {
+    let Ok(dir) = File::open(to) else {
+        return false;
+    };
+    // SAFETY: flock on a valid descriptor has no memory-safety preconditions;
+    // the lock goes with `dir` at the end of this function.
+    let rc = unsafe { libc::flock(dir.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) };
+    rc != 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EWOULDBLOCK)
+}
+
 fn read_pid(path: &Path) -> String {
     std::fs::read_to_string(path)
         .map(|s| s.trim().to_string())
@@ -128,6 +153,23 @@ mod tests {
                 std::process::id()
             )
         );
+    }
+
+    #[test]
+    fn holder_names_the_live_pid_and_never_takes_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = dir.path().join("Archive-Update-in-Progress-m");
+        assert_eq!(holder(dir.path(), &lock), None);
+        std::fs::write(&lock, "999999999\n").unwrap();
+        assert_eq!(holder(dir.path(), &lock), None, "a dead PID holds nothing");
+        let held = acquire(dir.path(), &lock).unwrap();
+        let me = std::process::id().to_string();
+        assert_eq!(holder(dir.path(), &lock), Some(me.clone()));
+        drop(held);
+        // The kernel lock is free, but the PID file names a live process (us).
+        assert_eq!(holder(dir.path(), &lock), Some(me));
+        std::fs::remove_file(&lock).unwrap();
+        assert_eq!(holder(dir.path(), &lock), None);
     }
 
     #[test]

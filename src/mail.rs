@@ -43,6 +43,14 @@ pub struct Mailer {
     pub smtp: Option<String>,
 }
 
+/// The sendmail mail goes through without `SMTP_SERVER`: `/usr/sbin/sendmail`,
+/// or `DSYNC_SENDMAIL`.
+pub fn sendmail_path() -> PathBuf {
+    std::env::var_os("DSYNC_SENDMAIL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/sbin/sendmail"))
+}
+
 impl Mailer {
     pub fn new(mailto: &str, smtp: Option<String>) -> Mailer {
         Mailer {
@@ -101,9 +109,7 @@ impl Mailer {
     }
 
     fn send_sendmail(&self, message: &[u8]) -> Result<(), MailError> {
-        let path = std::env::var_os("DSYNC_SENDMAIL")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("/usr/sbin/sendmail"));
+        let path = sendmail_path();
         let spawn_err = |source| MailError::Spawn {
             path: path.clone(),
             source,

@@ -102,3 +102,18 @@ pub fn eval_file(path: &Path, vars: &mut Vars) -> Result<(), ShellConfError> {
     })?;
     eval_str(&file, &String::from_utf8_lossy(&bytes), vars)
 }
+
+/// The line (1-based) on which `text` last assigns `name` (`NAME=`, `NAME+=`,
+/// `export NAME=`), if it does: where a message about a setting points.
+pub fn assignment_line(text: &str, name: &str) -> Option<usize> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| {
+            let t = l.trim_start().trim_start_matches('\u{feff}');
+            let t = t.strip_prefix("export ").map(str::trim_start).unwrap_or(t);
+            t.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('=') || rest.starts_with("+="))
+        })
+        .map(|(i, _)| i + 1)
+        .last()
+}

@@ -64,21 +64,27 @@ pub fn base(settings: &Settings, protocol: Option<u32>) -> Vec<String> {
     argv.extend(words(&settings.exclude));
     // rsync's --delay-updates directory is not world-readable upstream.
     argv.push("--exclude=.~tmp~/".into());
+    argv.extend(transport(settings));
+    argv.extend(arch_filters(&settings.arch_include, &settings.arch_exclude));
+    argv.push(settings.rsync_source.clone());
+    argv.push(settings.to.clone());
+    argv
+}
+
+/// How rsync reaches the upstream: nothing for the daemon protocol, `-e ssh`,
+/// or `-e rsync-ssl-tunnel` (from `BINDIR` when set).
+pub fn transport(settings: &Settings) -> Vec<String> {
     match settings.transport {
-        Transport::Daemon => {}
-        Transport::Ssh => argv.extend(["-e".to_string(), "ssh".to_string()]),
+        Transport::Daemon => Vec::new(),
+        Transport::Ssh => vec!["-e".to_string(), "ssh".to_string()],
         Transport::Ssl => {
             let tunnel = match settings.bindir.as_str() {
                 "" => "rsync-ssl-tunnel".to_string(),
                 dir => format!("{dir}/rsync-ssl-tunnel"),
             };
-            argv.extend(["-e".to_string(), tunnel]);
+            vec!["-e".to_string(), tunnel]
         }
     }
-    argv.extend(arch_filters(&settings.arch_include, &settings.arch_exclude));
-    argv.push(settings.rsync_source.clone());
-    argv.push(settings.to.clone());
-    argv
 }
 
 /// The full argv of one stage.

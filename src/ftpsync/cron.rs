@@ -64,7 +64,7 @@ pub(super) fn search_config(vars: &Vars, file: &str) -> Option<PathBuf> {
     let home = vars.get("HOME").unwrap_or("");
     [
         Path::new(home).join(".config/ftpsync"),
-        PathBuf::from("/etc/ftpsync"),
+        super::settings::etc_dir(),
     ]
     .into_iter()
     .map(|dir| dir.join(file))

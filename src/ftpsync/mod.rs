@@ -5,6 +5,7 @@
 //! while pushes keep arriving, trace files, downstream triggers, cleanup.
 
 pub mod argv;
+pub mod check;
 pub mod cli;
 pub mod cron;
 mod engine;
@@ -20,6 +21,10 @@ use settings::SettingsError;
 /// Run as ftpsync. `program` is the name we were invoked as (`ftpsync`, or a
 /// symlink like `ftpsync-security`); it names the config and logs.
 pub fn run(program: &str, args: &[String]) -> u8 {
+    // Ours, not ftpsync's (whose getopts knows only -T): check, do not sync.
+    if args.first().map(String::as_str) == Some("-test") {
+        return check::one(program, &args[1..]);
+    }
     let ssh_command = std::env::var("SSH_ORIGINAL_COMMAND").ok();
     let request = match cli::parse(args, ssh_command.as_deref()) {
         Ok(request) => request,
@@ -59,22 +64,32 @@ pub struct Embedded<'a> {
     pub overrides: Vec<(&'a str, String)>,
 }
 
+impl Embedded<'_> {
+    /// The variables after ftpsync's start-up, the defaults and the block, as
+    /// a `sync:all` run sees them.
+    pub fn eval(&self, request: &cli::Request) -> Result<crate::shellconf::Vars, SettingsError> {
+        let mut vars = settings::initial_vars(self.name, request);
+        for (var, value) in &self.defaults {
+            vars.set(var, value.as_str());
+        }
+        // Blank lines in front keep shellconf's line numbers those of the file.
+        let text = "\n".repeat(self.first_line.saturating_sub(1)) + self.text;
+        let label = self.file.display().to_string();
+        crate::shellconf::eval_str(&label, &text, &mut vars)?;
+        for (var, value) in &self.overrides {
+            vars.set(var, value.as_str());
+        }
+        Ok(vars)
+    }
+}
+
 /// Run the ftpsync engine on an embedded config, as `sync:all` from cron would.
 pub fn run_embedded(config: &Embedded<'_>) -> u8 {
     let request = cli::Request::default();
-    let mut vars = settings::initial_vars(config.name, &request);
-    for (var, value) in &config.defaults {
-        vars.set(var, value.as_str());
-    }
-    // Blank lines in front keep shellconf's line numbers those of the file.
-    let text = "\n".repeat(config.first_line.saturating_sub(1)) + config.text;
-    let label = config.file.display().to_string();
-    if let Err(e) = crate::shellconf::eval_str(&label, &text, &mut vars) {
-        return report(config.name, &SettingsError::Parse(e));
-    }
-    for (var, value) in &config.overrides {
-        vars.set(var, value.as_str());
-    }
+    let vars = match config.eval(&request) {
+        Ok(vars) => vars,
+        Err(e) => return report(config.name, &e),
+    };
     run_loaded(
         config.name,
         config.name,

@@ -24,12 +24,7 @@ pub fn run(program: &str, args: &[String]) -> u8 {
         Ok(opts) => opts,
         Err(code) => return code,
     };
-    let mut vars = Vars::from_env();
-    let home = vars.get("HOME").unwrap_or("").to_string();
-    vars.set("HOSTNAME", crate::host::name());
-    vars.set("LOCKDIR", format!("{home}/.local/lock/ftpsync"));
-    vars.set("LOGDIR", format!("{home}/.local/log/ftpsync"));
-    vars.set("NAME", opts.name.as_str());
+    let mut vars = initial_vars(&opts.name);
     let file = super::settings::config_file_name(&opts.name);
     let Some(path) = super::cron::search_config(&vars, &file) else {
         eprintln!(
@@ -51,8 +46,19 @@ pub fn run(program: &str, args: &[String]) -> u8 {
     }
 }
 
-struct Options {
-    name: String,
+/// What runmirrors has set before it sources its config.
+pub(super) fn initial_vars(name: &str) -> Vars {
+    let mut vars = Vars::from_env();
+    let home = vars.get("HOME").unwrap_or("").to_string();
+    vars.set("HOSTNAME", crate::host::name());
+    vars.set("LOCKDIR", format!("{home}/.local/lock/ftpsync"));
+    vars.set("LOGDIR", format!("{home}/.local/log/ftpsync"));
+    vars.set("NAME", name);
+    vars
+}
+
+pub(super) struct Options {
+    pub(super) name: String,
     conf: String,
     pushkind: String,
     from_ftpsync: bool,
@@ -72,7 +78,7 @@ Usage:
 \t -h          - Print this help and exit";
 
 /// runmirrors' two forms: `runmirrors NAME`, or getopts `-a NAME -k KIND -f -h`.
-fn parse_args(program: &str, args: &[String]) -> Result<Options, u8> {
+pub(super) fn parse_args(program: &str, args: &[String]) -> Result<Options, u8> {
     let mut opts = Options {
         name: program.to_string(),
         conf: String::new(),
@@ -109,25 +115,25 @@ fn parse_args(program: &str, args: &[String]) -> Result<Options, u8> {
 }
 
 /// runmirrors.conf with runmirrors' defaults.
-struct Settings {
+pub(super) struct Settings {
     mailto: String,
     smtp: Option<String>,
-    keyfile: String,
-    keyfile_abs: PathBuf,
+    pub(super) keyfile: String,
+    pub(super) keyfile_abs: PathBuf,
     log: PathBuf,
     logrotate: u32,
     logdir: PathBuf,
     lockdir: PathBuf,
-    mirrors: Option<PathBuf>,
+    pub(super) mirrors: Option<PathBuf>,
     ssh_opts: String,
     pusharchive: String,
     pushdelay: Duration,
-    hooks: [String; 3],
+    pub(super) hooks: [String; 3],
     program: String,
 }
 
 impl Settings {
-    fn from_vars(vars: &Vars, opts: &Options) -> Result<Settings, String> {
+    pub(super) fn from_vars(vars: &Vars, opts: &Options) -> Result<Settings, String> {
         let get = |n: &str| vars.get(n).filter(|v| !v.is_empty()).map(str::to_string);
         let mailto = get("MAILTO").or_else(|| get("LOGNAME")).ok_or(
             "LOGNAME: Environment variable LOGNAME unset, please check your system or specify MAILTO",
@@ -258,7 +264,7 @@ impl Settings {
     }
 
     /// The mirror file's lines, split as bash's `read A B C D REST` does.
-    fn mirror_lines(&self) -> Vec<Vec<String>> {
+    pub(super) fn mirror_lines(&self) -> Vec<Vec<String>> {
         let text = self
             .mirrors
             .as_ref()

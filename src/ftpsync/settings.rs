@@ -131,8 +131,16 @@ pub fn config_dirs(vars: &Vars) -> Vec<PathBuf> {
     }
     let home = vars.get("HOME").unwrap_or("");
     dirs.push(Path::new(home).join(".config/ftpsync"));
-    dirs.push(PathBuf::from("/etc/ftpsync"));
+    dirs.push(etc_dir());
     dirs
+}
+
+/// `/etc/ftpsync`, or the folder `DSYNC_ETC_FTPSYNC` names: tests (and `-test`
+/// on a machine with its own setup) must not read this machine's configs.
+pub fn etc_dir() -> PathBuf {
+    std::env::var_os("DSYNC_ETC_FTPSYNC")
+        .filter(|d| !d.is_empty())
+        .map_or_else(|| PathBuf::from("/etc/ftpsync"), PathBuf::from)
 }
 
 /// The config file name for `name`, made safe as ftpsync does.

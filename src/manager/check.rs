@@ -5,7 +5,6 @@
 //! share (or nest) a folder, that every repository has an upstream and, when asked,
 //! that each rsync upstream answers (`rsync --list-only`).
 
-use std::io::{Read, Seek};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -14,6 +13,7 @@ use super::home::{Home, user_name};
 use super::repo::{self, Repo};
 use super::upstream::{self, Source};
 use super::xync::{self, key_line};
+use crate::access::writable;
 
 /// The rsync general mode runs must not be one a hostile upstream can take
 /// over (src/rsync/gate.rs).
@@ -159,6 +159,15 @@ pub fn check_all(home: &Home, reach: bool) -> Vec<Diagnostic> {
     diags
 }
 
+/// `dsync -test`'s whole answer: what each ftpsync setup of this machine would
+/// do (text), then every problem of the home and of those setups.
+pub fn test(home: &Home, reach: bool) -> (String, Vec<Diagnostic>) {
+    let mut diags = check_all(home, reach);
+    let (plans, mut more) = super::ftpsync_check::check(home, reach, &diags);
+    diags.append(&mut more);
+    (plans, diags)
+}
+
 /// `rsync://HOST[:PORT]/` or `HOST::` for an upstream: what lists its modules.
 fn host_root(target: &str) -> String {
     if let Some(rest) = target.strip_prefix("rsync://") {
@@ -178,24 +187,7 @@ pub fn render(diags: &[Diagnostic]) -> String {
 
 /// `3 errors, 1 warning in /home/x/dxync` (or `no problems in …`).
 pub fn summary(diags: &[Diagnostic], home: &Home) -> String {
-    let errors = diags.iter().filter(|d| d.is_error()).count();
-    let warnings = diags.len() - errors;
-    if diags.is_empty() {
-        return format!("no problems in {}", home.root.display());
-    }
-    let plural = |n: usize, word: &str| {
-        if n == 1 {
-            format!("1 {word}")
-        } else {
-            format!("{n} {word}s")
-        }
-    };
-    format!(
-        "{}, {} in {}",
-        plural(errors, "error"),
-        plural(warnings, "warning"),
-        home.root.display()
-    )
+    format!("{} in {}", crate::diag::counts(diags), home.root.display())
 }
 
 fn check_global_folders(home: &Home, global: &xync::Global, diags: &mut Vec<Diagnostic>) {
@@ -329,16 +321,6 @@ fn current_uid() -> u32 {
     unsafe { libc::getuid() }
 }
 
-/// Whether this process may create files in `dir` (also false on a read-only mount).
-fn writable(dir: &Path) -> bool {
-    use std::os::unix::ffi::OsStrExt;
-    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
-        return false;
-    };
-    // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
-    unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) == 0 }
-}
-
 fn not_writable(
     file: &Path,
     line: usize,
@@ -458,8 +440,6 @@ fn run_probes(probes: &[Probe]) -> Vec<Result<(), String>> {
 
 /// `rsync --list-only --contimeout=10 --timeout=20 [--port=N] -- TARGET`.
 fn probe(p: &Probe) -> Result<(), String> {
-    let mut stderr =
-        tempfile::tempfile().map_err(|e| format!("cannot create a temporary file: {e}"))?;
     let mut cmd = Command::new("rsync");
     cmd.args(["--list-only", "--contimeout=10", "--timeout=20"])
         .args(&p.args)
@@ -467,36 +447,8 @@ fn probe(p: &Probe) -> Result<(), String> {
         .arg(&p.target)
         .envs(p.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(stderr.try_clone().map_err(|e| e.to_string())?);
-    let status = crate::process::run(&mut cmd).map_err(|e| format!("cannot run rsync: {e}"))?;
-    if status.success() {
-        return Ok(());
-    }
-    let mut text = String::new();
-    let _ = stderr.rewind();
-    let _ = stderr.read_to_string(&mut text);
-    let said: Vec<&str> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect();
-    let code = crate::process::shell_status(status);
-    let mut why = format!("rsync exit code {code} ({})", crate::rsync::meaning(code));
-    if !said.is_empty() {
-        let mut said = said.join(" / ");
-        if said.len() > 400 {
-            let cut = (0..=400)
-                .rev()
-                .find(|&i| said.is_char_boundary(i))
-                .unwrap_or(0);
-            said.truncate(cut);
-            said.push('…');
-        }
-        why.push_str(": ");
-        why.push_str(&said);
-    }
-    Err(why)
+        .stdout(Stdio::null());
+    crate::rsync::run_explained(&mut cmd)
 }
 
 #[cfg(test)]

@@ -186,8 +186,8 @@ fn test(home: &Home, offline: bool) -> u8 {
     if !home.ensure_telling() {
         return exit::FAILURE;
     }
-    let diags = check::check_all(home, !offline);
-    print!("{}", check::render(&diags));
+    let (plans, diags) = check::test(home, !offline);
+    print!("{plans}{}", check::render(&diags));
     for line in super::plan::upstream_lines(home) {
         println!("dsync -test: {line}");
     }

@@ -5,13 +5,15 @@
 //!   checking the configuration
 //! - [`status`], [`notify`]: what a web page, a chat channel and a mailbox see
 //! - [`worker`], [`scheduler`], [`general`]: running the syncs
-//! - [`check`], [`plan`]: what `dsync -test` reports
+//! - [`check`], [`ftpsync_check`], [`plan`]: `dsync -test`, for the home and for
+//!   ftpsync setups, and what each repository will do
 //! - [`commands`]: the `dsync` command line on top
 
 pub mod check;
 pub mod commands;
 pub mod diag;
 pub mod emoff;
+pub mod ftpsync_check;
 pub mod general;
 pub mod home;
 pub mod logs;

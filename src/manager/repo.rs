@@ -123,15 +123,7 @@ impl FtpsyncBlock {
     /// The repository-file line on which the block last assigns `name` (`NAME=`,
     /// `NAME+=`, `export NAME=`), if it does.
     pub fn assignment_line(&self, name: &str) -> Option<usize> {
-        raw_lines(&self.text)
-            .filter(|l| {
-                let t = l.text.trim_start();
-                let t = t.strip_prefix("export ").map(str::trim_start).unwrap_or(t);
-                t.strip_prefix(name)
-                    .is_some_and(|rest| rest.starts_with('=') || rest.starts_with("+="))
-            })
-            .map(|l| self.file_line(l.number))
-            .last()
+        shellconf::assignment_line(&self.text, name).map(|n| self.file_line(n))
     }
 }
 

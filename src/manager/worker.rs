@@ -82,6 +82,50 @@ impl Drop for RepoLock {
     }
 }
 
+/// The ftpsync block of `repo` as a sync runs it (and `-test` reads it): `TO`
+/// and `LOGDIR` from the repository, `MAILTO` and xync.conf's guards as
+/// defaults the block may override, and `upstream` (an rsync URL the
+/// repository layer chose: intranet mode, or the catalog for a block without
+/// `RSYNC_HOST`) in place of the block's own.
+pub fn ftpsync_config<'a>(
+    repo: &'a Repo,
+    global: &Global,
+    logdir: &Path,
+    upstream: Option<&str>,
+) -> Option<crate::ftpsync::Embedded<'a>> {
+    let block = repo.ftpsync.as_ref()?;
+    Some(crate::ftpsync::Embedded {
+        name: &repo.name,
+        file: &repo.file,
+        text: &block.text,
+        first_line: block.first_line,
+        defaults: vec![
+            ("TO", repo.save.to_string_lossy().into_owned()),
+            ("LOGDIR", logdir.to_string_lossy().into_owned()),
+            ("MAILTO", ftpsync_mailto(repo, global)),
+            ("MIN_UPSTREAM_RATIO", global.min_upstream_ratio.to_string()),
+            (
+                "ALLOW_VULNERABLE_RSYNC",
+                global.allow_vulnerable_rsync.to_string(),
+            ),
+        ],
+        overrides: upstream.map(upstream::ftpsync_vars).unwrap_or_default(),
+    })
+}
+
+/// Where the ftpsync engine's mails go unless the block says `MAILTO=`: the
+/// repository's `mailto=`, xync.conf's, `$LOGNAME` (ftpsync's own default,
+/// which cron sets but a systemd service may not), else the running account.
+fn ftpsync_mailto(repo: &Repo, global: &Global) -> String {
+    let configured = repo.mailto.clone().or(global.mailto.clone());
+    let logname = std::env::var("LOGNAME").ok().filter(|l| !l.is_empty());
+    // SAFETY: getuid cannot fail.
+    let uid = unsafe { libc::getuid() };
+    configured
+        .or(logname)
+        .unwrap_or_else(|| super::home::user_name(uid))
+}
+
 /// Where a repository's log goes: `logs/NAME.log`, `logs/NAME/NAME.log` with
 /// `logdir`, and time-stamped names (`logs-YYYYMMDD-HHMM.log`) with `logtime`.
 pub fn log_path(home: &Home, global: &Global, name: &str) -> PathBuf {
@@ -436,61 +480,19 @@ impl<'a> Worker<'a> {
     /// ftpsync's engine on the block, from `upstream` when the repository
     /// layer chose it: the result and whether a failure is worth another try.
     fn run_ftpsync(&self, upstream: Option<&str>) -> (SyncResult, bool) {
-        let code = self.run_ftpsync_engine(upstream);
+        if let Some(url) = upstream {
+            self.log.line(&format!("ftpsync mode from {url}"));
+        }
+        let logdir = self.log_path.parent().unwrap_or(&self.home.root);
+        let code = match ftpsync_config(self.repo, self.global, logdir, upstream) {
+            Some(config) => i32::from(crate::ftpsync::run_embedded(&config)),
+            None => exit::CONFIG as i32,
+        };
         let transient = code == exit::STAGE1_FAILED as i32 || code == exit::STAGE2_FAILED as i32;
         match code == exit::OK as i32 {
             true => (Ok(()), false),
             false => (Err((code, ftpsync_meaning(code))), transient),
         }
-    }
-
-    fn run_ftpsync_engine(&self, upstream: Option<&str>) -> i32 {
-        let Some(block) = &self.repo.ftpsync else {
-            return exit::CONFIG as i32;
-        };
-        if let Some(url) = upstream {
-            self.log.line(&format!("ftpsync mode from {url}"));
-        }
-        let logdir = self.log_path.parent().unwrap_or(&self.home.root);
-        let mut defaults = vec![
-            ("TO", self.repo.save.to_string_lossy().into_owned()),
-            ("LOGDIR", logdir.to_string_lossy().into_owned()),
-            // ftpsync mails $LOGNAME, which cron sets but a systemd service
-            // or `-nolog` may not: say who runs it.
-            ("MAILTO", self.mailto()),
-            // xync.conf's guards reach the block; the block may override.
-            (
-                "MIN_UPSTREAM_RATIO",
-                self.global.min_upstream_ratio.to_string(),
-            ),
-            (
-                "ALLOW_VULNERABLE_RSYNC",
-                self.global.allow_vulnerable_rsync.to_string(),
-            ),
-        ];
-        defaults.retain(|(_, value)| !value.is_empty());
-        let config = crate::ftpsync::Embedded {
-            name: &self.repo.name,
-            file: &self.repo.file,
-            text: &block.text,
-            first_line: block.first_line,
-            defaults,
-            overrides: upstream.map(upstream::ftpsync_vars).unwrap_or_default(),
-        };
-        i32::from(crate::ftpsync::run_embedded(&config))
-    }
-
-    /// Where the ftpsync engine's mails go unless the block says `MAILTO=`:
-    /// the repository's `mailto=`, xync.conf's, `$LOGNAME` (ftpsync's own
-    /// default), else the account running the sync.
-    fn mailto(&self) -> String {
-        let configured = self.repo.mailto.clone().or(self.global.mailto.clone());
-        let logname = std::env::var("LOGNAME").ok().filter(|l| !l.is_empty());
-        // SAFETY: getuid cannot fail.
-        let uid = unsafe { libc::getuid() };
-        configured
-            .or(logname)
-            .unwrap_or_else(|| super::home::user_name(uid))
     }
 
     /// General mode: each upstream URL in turn until one works.

@@ -72,6 +72,44 @@ pub fn version_output(rsync: &[String]) -> Option<String> {
     Some(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// Run the rsync `cmd` (stdin and stdout are the caller's) with its stderr
+/// captured: `Err` says why it failed — the exit code, its meaning and what
+/// rsync said (one line, at most 400 bytes), for a message naming the upstream.
+pub fn run_explained(cmd: &mut Command) -> Result<(), String> {
+    use std::io::{Read, Seek};
+    let mut stderr =
+        tempfile::tempfile().map_err(|e| format!("cannot create a temporary file: {e}"))?;
+    cmd.stderr(stderr.try_clone().map_err(|e| e.to_string())?);
+    let status = crate::process::run(cmd).map_err(|e| format!("cannot run rsync: {e}"))?;
+    if status.success() {
+        return Ok(());
+    }
+    let mut text = String::new();
+    let _ = stderr.rewind();
+    let _ = stderr.read_to_string(&mut text);
+    let said: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let code = crate::process::shell_status(status);
+    let mut why = format!("rsync exit code {code} ({})", meaning(code));
+    if !said.is_empty() {
+        let mut said = said.join(" / ");
+        if said.len() > 400 {
+            let cut = (0..=400)
+                .rev()
+                .find(|&i| said.is_char_boundary(i))
+                .unwrap_or(0);
+            said.truncate(cut);
+            said.push('…');
+        }
+        why.push_str(": ");
+        why.push_str(&said);
+    }
+    Err(why)
+}
+
 /// The protocol version in `--version` output, as ftpsync parses it.
 pub fn protocol_of(version_text: &str) -> Option<u32> {
     let re = Regex::new(r"protocol[ ]+version[ ]+([0-9]+)").expect("static regex");

@@ -87,6 +87,9 @@ impl Site {
             .args(args)
             .env("DSYNC_RETRY_WAIT", "1")
             .env("DSYNC_SENDMAIL", "/bin/true")
+            // `-test` also reads this machine's ftpsync setups: not in tests.
+            .env("DSYNC_ETC_FTPSYNC", self.root().join("etc-ftpsync"))
+            .env("DSYNC_CRONTAB", self.root().join("crontab"))
             .env_remove("DSYNC_RSYNC");
         cmd
     }
