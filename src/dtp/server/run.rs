@@ -1,4 +1,5 @@
-//! The accept loop: firewall and per-address cap at the door, a task per
+//! The accept loop: firewall (closed without a word) and per-address cap
+//! (503) at the door, a task per
 //! connection, SIGHUP reloads, SIGTERM/SIGINT stop gracefully.
 
 use std::net::{IpAddr, SocketAddr};
@@ -114,13 +115,11 @@ fn admit(
 ) {
     let ip: IpAddr = peer.ip().to_canonical();
     let config = shared.config();
-    let slot = if config.firewall.allows(ip) {
-        match shared.clients.enter(ip, config.maxconn) {
-            Some(slot) => slot,
-            None => return turn_away(stream, ip, 503, shared, refusing),
-        }
-    } else {
-        return turn_away(stream, ip, 403, shared, refusing);
+    if !config.firewall.allows(ip) {
+        return refuse::silently(stream, ip, &shared.log);
+    }
+    let Some(slot) = shared.clients.enter(ip, config.maxconn) else {
+        return turn_away(stream, ip, 503, shared, refusing);
     };
     let guard = tasks.enter();
     let (shared, stop) = (Arc::clone(shared), stop.clone());
