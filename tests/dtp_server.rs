@@ -71,6 +71,8 @@ struct Host {
     service: Option<Child>,
     /// Start the service as this uid and gid rather than as the tests' user.
     run_as: Option<(u32, u32)>,
+    /// Leave `dtp-user=` out of xync.conf even where the tests are root.
+    no_dtp_user: bool,
 }
 
 impl Host {
@@ -82,6 +84,7 @@ impl Host {
             port: 0,
             service: None,
             run_as: None,
+            no_dtp_user: false,
         };
         let repo = host.repo();
         fs::create_dir_all(repo.join("dists/stable")).unwrap();
@@ -118,7 +121,11 @@ impl Host {
     /// xync.conf: webroot, the port, `dtp-user=` where the tests are root,
     /// and `extra`.
     fn xync(&self, extra: &str) {
-        self.xync_exactly(&format!("{}{extra}", dtp_user_line()));
+        if self.no_dtp_user {
+            self.xync_exactly(extra);
+        } else {
+            self.xync_exactly(&format!("{}{extra}", dtp_user_line()));
+        }
     }
 
     /// xync.conf: webroot, the port and `extra` only.
@@ -933,47 +940,60 @@ fn status_field<'a>(status: &'a str, key: &str) -> &'a str {
         .trim()
 }
 
+/// The gid rsync's daemon switches to as root by default: the group
+/// `nogroup` (Debian's name for it), else `nobody`.
+fn rsyncd_default_gid() -> u32 {
+    for group in ["nogroup", "nobody"] {
+        let out = Command::new("getent")
+            .args(["group", group])
+            .output()
+            .unwrap();
+        if out.status.success() {
+            let line = String::from_utf8_lossy(&out.stdout).into_owned();
+            return line.split(':').nth(2).unwrap().parse().unwrap();
+        }
+    }
+    service_ids().1
+}
+
 #[test]
-fn as_root_without_dtp_user_the_service_refuses_to_start_and_names_the_fix() {
+fn as_root_without_dtp_user_the_service_runs_as_nobody_as_rsyncd() {
     if !is_root() {
         eprintln!(
-            "SKIPPED as_root_without_dtp_user_the_service_refuses_to_start_and_names_the_fix: \
+            "SKIPPED as_root_without_dtp_user_the_service_runs_as_nobody_as_rsyncd: \
              the tests do not run as root"
         );
         return;
     }
+    let (uid, gid) = (service_ids().0, rsyncd_default_gid());
+    let mut host = Host::new();
+    host.no_dtp_user = true;
+    host.start("", &[]);
+    let pid = host.service.as_ref().unwrap().id();
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let ids = |n: u32| format!("{n}\t{n}\t{n}\t{n}");
+    assert_eq!(status_field(&status, "Uid:"), ids(uid));
+    assert_eq!(status_field(&status, "Gid:"), ids(gid));
+    // As rsyncd: that group and no other.
+    assert_eq!(status_field(&status, "Groups:"), gid.to_string());
+    for caps in ["CapPrm:", "CapEff:", "CapAmb:"] {
+        assert_eq!(status_field(&status, caps), "0000000000000000", "{caps}");
+    }
+    let log = host.service_out();
+    assert!(
+        log.contains(&format!(
+            "running as {SERVICE_USER} (uid {uid}, gid {gid}), groups [{gid}]: root's privileges \
+             are dropped for good (xync.conf sets no dtp-user=: the default, as rsync's daemon)"
+        )),
+        "{log}"
+    );
+    let r = host.get("/debian/dists/stable/Release");
+    assert_eq!((r.status, r.text().as_str()), (200, "0123456789"));
+
+    // Accounts a root service cannot become, when named.
     let mut host = Host::new();
     host.port = free_port();
-    host.xync_exactly("");
     let conf = host.home().join("xync.conf").display().to_string();
-    for args in [&["-service", "-foreground"][..], &["-service"]] {
-        let mut cmd = host.dsync();
-        cmd.args(args);
-        let out = output_within(cmd);
-        assert_eq!(
-            out.status.code(),
-            Some(78),
-            "{args:?}: {}",
-            output_text(&out)
-        );
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        for want in [
-            "the DTP service does not start as root without dtp-user",
-            &format!("{conf} sets none"),
-            &format!("add dtp-user=NAME to {conf}"),
-            "dtp-user=nobody",
-            &format!("dsync -home {} -startup", host.home().display()),
-            "User=",
-        ] {
-            assert!(stderr.contains(want), "{args:?}: no {want:?} in\n{stderr}");
-        }
-        assert!(!host.home().join("dtp/service.pid").exists());
-        assert!(
-            TcpStream::connect(host.addr()).is_err(),
-            "something listens on the service's port"
-        );
-    }
-    // Accounts a root service cannot become.
     for (user, want) in [
         ("root", "is root (uid 0)"),
         ("0", "is root (uid 0)"),
@@ -991,6 +1011,52 @@ fn as_root_without_dtp_user_the_service_refuses_to_start_and_names_the_fix() {
             "{user}: {stderr}"
         );
         assert!(TcpStream::connect(host.addr()).is_err());
+        assert!(!host.home().join("dtp/service.pid").exists());
+    }
+}
+
+#[test]
+fn as_root_without_dtp_user_a_tree_nobody_cannot_read_is_refused_saying_why() {
+    if !is_root() {
+        eprintln!(
+            "SKIPPED as_root_without_dtp_user_a_tree_nobody_cannot_read_is_refused_saying_why: \
+             the tests do not run as root"
+        );
+        return;
+    }
+    let mut host = Host::new();
+    host.no_dtp_user = true;
+    host.port = free_port();
+    host.xync("");
+    let repo = host.repo();
+    fs::set_permissions(&repo, fs::Permissions::from_mode(0o700)).unwrap();
+    for args in [&["-service", "-foreground"][..], &["-service"]] {
+        let mut cmd = host.dsync();
+        cmd.args(args);
+        let out = output_within(cmd);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{args:?}: {}",
+            output_text(&out)
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        for want in [
+            &format!(
+                "debian's folder {} is not readable by {SERVICE_USER}, the account the DTP service runs as",
+                repo.display()
+            ),
+            "chmod o+rx",
+            "dtp-user=",
+            &format!(
+                "({SERVICE_USER} is the account a service started as root runs as when xync.conf \
+                 sets no dtp-user=, as rsync's daemon does)"
+            ),
+        ] {
+            assert!(stderr.contains(want), "{args:?}: no {want:?} in\n{stderr}");
+        }
+        assert!(TcpStream::connect(host.addr()).is_err(), "it listened");
+        host.assert_no_pid_file();
     }
 }
 

@@ -74,8 +74,8 @@ pub fn start(home: &Home) -> u8 {
 }
 
 /// `-service -foreground`: serve in this process until SIGTERM or SIGINT.
-/// Started as root, it becomes `dtp-user` once bound (see
-/// [`server::privileges`]).
+/// Started as root, it becomes `dtp-user` (`nobody` without one) once bound
+/// (see [`server::privileges`]).
 pub fn foreground(home: &Home) -> u8 {
     if let Some(code) = refuse_second(home) {
         return code;
@@ -132,7 +132,8 @@ pub fn foreground(home: &Home) -> u8 {
 }
 
 /// Who the service is to be (see [`server::privileges::identity`]); a root
-/// service without a usable `dtp-user` is refused here, its fix printed.
+/// service whose `dtp-user` (or the default, `nobody`) cannot be used is
+/// refused here, its fix printed.
 fn identity(home: &Home, config: &Config) -> Result<server::Identity, u8> {
     server::privileges::identity(home, config).map_err(|message| {
         for line in message.lines() {

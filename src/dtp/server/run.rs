@@ -11,10 +11,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{Notify, watch};
 
+use super::held_home::HeldHome;
 use super::privileges::{self, Account};
 use super::state::Shared;
-use super::{config, conn, refuse, say};
-use crate::manager::home::Home;
+use super::{conn, refuse, say};
 
 /// Refusals being answered at once; beyond, a refused connection is simply closed.
 const MAX_REFUSING: usize = 256;
@@ -58,9 +58,10 @@ impl Drop for TaskGuard {
 pub async fn run(
     listener: TcpListener,
     shared: Arc<Shared>,
-    home: Home,
+    home: HeldHome,
     dropped: Option<Account>,
 ) -> std::io::Result<()> {
+    let home = Arc::new(home);
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -152,9 +153,9 @@ fn turn_away(
 /// one has errors or serves a tree the service must not serve. Connections
 /// keep running on the configuration they started with until their next
 /// request.
-async fn reload(shared: &Arc<Shared>, home: &Home, dropped: Option<&Account>) {
-    let home2 = home.clone();
-    let loaded = match tokio::task::spawn_blocking(move || config::load(&home2)).await {
+async fn reload(shared: &Arc<Shared>, home: &Arc<HeldHome>, dropped: Option<&Account>) {
+    let home2 = Arc::clone(home);
+    let loaded = match tokio::task::spawn_blocking(move || home2.load()).await {
         Ok(loaded) => loaded,
         Err(e) => {
             say(&format!(
