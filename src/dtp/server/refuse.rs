@@ -40,20 +40,17 @@ pub fn silently(stream: TcpStream, peer: IpAddr, log: &AccessLog) {
     });
 }
 
-/// Answer `status` (503) on `stream` and log it.
-pub async fn refuse(mut stream: TcpStream, peer: IpAddr, status: u16, log: &AccessLog) {
+/// Answer 503 on `stream` (its address holds too many connections) and log it.
+pub async fn busy(mut stream: TcpStream, peer: IpAddr, log: &AccessLog) {
     let started = Instant::now();
     let line = tokio::time::timeout(LINE_WAIT, read_line(&mut stream))
         .await
         .unwrap_or_default();
     let (method, target) = request_line(&line);
-    let (reason, extra) = match status {
-        503 => ("Service Unavailable", "Retry-After: 10\r\n"),
-        _ => ("Refused", ""),
-    };
-    let body = format!("{status} {reason}\n");
+    let status = 503;
+    let body = format!("{status} Service Unavailable\n");
     let answer = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status} Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nRetry-After: 10\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     let sent = tokio::time::timeout(LINGER, stream.write_all(answer.as_bytes()))

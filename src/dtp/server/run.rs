@@ -120,7 +120,7 @@ fn admit(
         return refuse::silently(stream, ip, &shared.log);
     }
     let Some(slot) = shared.clients.enter(ip, config.maxconn) else {
-        return turn_away(stream, ip, 503, shared, refusing);
+        return turn_away(stream, ip, shared, refusing);
     };
     let guard = tasks.enter();
     let (shared, stop) = (Arc::clone(shared), stop.clone());
@@ -130,20 +130,14 @@ fn admit(
     });
 }
 
-fn turn_away(
-    stream: TcpStream,
-    ip: IpAddr,
-    status: u16,
-    shared: &Arc<Shared>,
-    refusing: &Arc<AtomicUsize>,
-) {
+fn turn_away(stream: TcpStream, ip: IpAddr, shared: &Arc<Shared>, refusing: &Arc<AtomicUsize>) {
     if refusing.fetch_add(1, Ordering::SeqCst) >= MAX_REFUSING {
         refusing.fetch_sub(1, Ordering::SeqCst);
         return; // dropped: closed without a word
     }
     let (shared, refusing) = (Arc::clone(shared), Arc::clone(refusing));
     tokio::spawn(async move {
-        refuse::refuse(stream, ip, status, &shared.log).await;
+        refuse::busy(stream, ip, &shared.log).await;
         refusing.fetch_sub(1, Ordering::SeqCst);
     });
 }
