@@ -37,9 +37,9 @@ fn describe(out: &Output) -> String {
 }
 
 /// A mirror's tree without what it adds itself: ftpsync's trace files, the
-/// DTP manifest and its hash cache, and (for the DTP mirror) its own trace.
+/// DTP manifest (its hash cache is in the home), and (for the DTP mirror) its own trace.
 fn without_own_traces(mut tree: BTreeMap<String, TreeEntry>) -> BTreeMap<String, TreeEntry> {
-    for path in OWN_TRACES.iter().chain(&["data.dsync", ".dsync-cache"]) {
+    for path in OWN_TRACES.iter().chain(&["data.dsync"]) {
         tree.remove(*path);
     }
     tree.remove(&format!("project/trace/{}", dsync::host::fqdn()));

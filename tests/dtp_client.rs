@@ -49,11 +49,10 @@ fn sync_ok(host: &DtpHost, repo: &str, save: &Path) -> Summary {
     }
 }
 
-/// The upstream's tree as a mirror should hold it (the host's own files out).
+/// The upstream's tree as a mirror should hold it (nothing of the host's
+/// but data.dsync is in it).
 fn upstream_view(root: &Path) -> BTreeMap<String, TreeEntry> {
-    let mut tree = tree_snapshot(root);
-    tree.remove(".dsync-cache");
-    tree
+    tree_snapshot(root)
 }
 
 /// The mirror's tree without the trace files a scheduled sync adds (our own

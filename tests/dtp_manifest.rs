@@ -601,13 +601,20 @@ fn many_files(root: &Path, n: usize) -> Vec<PathBuf> {
         .collect()
 }
 
+/// A tree to generate from and, beside it (never in it), its hash cache.
+fn tree_and_cache(dir: &tempfile::TempDir) -> (PathBuf, PathBuf) {
+    let tree = dir.path().join("tree");
+    fs::create_dir(&tree).unwrap();
+    (tree, dir.path().join("cache/t"))
+}
+
 #[test]
 fn regeneration_hashes_only_the_changed_files() {
     let root = tempfile::tempdir().unwrap();
-    let r = root.path();
+    let (r, cache) = &tree_and_cache(&root);
     let files = many_files(r, 2000);
     settle();
-    let (_, cold) = generate_with_stats(r, "t").unwrap();
+    let (_, cold) = generate_with_stats(r, "t", Some(cache)).unwrap();
     assert_eq!((cold.files, cold.hashed, cold.reused), (2000, 2000, 0));
     assert!(cold.bytes_hashed > 2000 * 10);
 
@@ -617,7 +624,7 @@ fn regeneration_hashes_only_the_changed_files() {
         fs::write(r.join(rel), b"new content!").unwrap();
         set_mtime(&r.join(rel), 1_650_000_000);
     }
-    let (m, warm) = generate_with_stats(r, "t").unwrap();
+    let (m, warm) = generate_with_stats(r, "t", Some(cache)).unwrap();
     assert_eq!((warm.files, warm.hashed, warm.reused), (2000, 20, 1980));
     assert_eq!(warm.bytes_hashed, 20 * 12);
     for rel in &changed {
@@ -630,9 +637,9 @@ fn regeneration_hashes_only_the_changed_files() {
     // Changed within two seconds of that run, they were not trusted to the
     // cache: hashed once more by the next run, then reused.
     settle();
-    let (_, stats) = generate_with_stats(r, "t").unwrap();
+    let (_, stats) = generate_with_stats(r, "t", Some(cache)).unwrap();
     assert_eq!((stats.hashed, stats.reused), (20, 1980));
-    let (again, stats) = generate_with_stats(r, "t").unwrap();
+    let (again, stats) = generate_with_stats(r, "t", Some(cache)).unwrap();
     assert_eq!((stats.hashed, stats.reused), (0, 2000));
     assert_eq!(again.entries, m.entries);
 }
@@ -640,18 +647,18 @@ fn regeneration_hashes_only_the_changed_files() {
 #[test]
 fn a_file_replaced_with_same_size_and_mtime_is_hashed_again() {
     let root = tempfile::tempdir().unwrap();
-    let r = root.path();
+    let (r, cache) = &tree_and_cache(&root);
     fs::write(r.join("f"), b"aaaa").unwrap();
     set_mtime(&r.join("f"), 1_600_000_000);
     settle();
-    let (m, _) = generate_with_stats(r, "t").unwrap();
+    let (m, _) = generate_with_stats(r, "t", Some(cache)).unwrap();
     assert_eq!(m.find(Path::new("f")).unwrap().sha256, Some(sha(b"aaaa")));
 
     // As rsync does: a new file beside it, same size and mtime, renamed over it.
     fs::write(r.join("f.new"), b"bbbb").unwrap();
     set_mtime(&r.join("f.new"), 1_600_000_000);
     fs::rename(r.join("f.new"), r.join("f")).unwrap();
-    let (m, stats) = generate_with_stats(r, "t").unwrap();
+    let (m, stats) = generate_with_stats(r, "t", Some(cache)).unwrap();
     assert_eq!((stats.hashed, stats.reused), (1, 0));
     let e = m.find(Path::new("f")).unwrap();
     assert_eq!((e.size, e.mtime), (4, 1_600_000_000));
@@ -661,12 +668,11 @@ fn a_file_replaced_with_same_size_and_mtime_is_hashed_again() {
 #[test]
 fn a_corrupt_cache_is_ignored_and_rebuilt() {
     let root = tempfile::tempdir().unwrap();
-    let r = root.path();
+    let (r, cache) = &tree_and_cache(&root);
     many_files(r, 50);
     settle();
-    let (good, _) = generate_with_stats(r, "t").unwrap();
-    let cache = r.join(".dsync-cache");
-    let intact = fs::read(&cache).unwrap();
+    let (good, _) = generate_with_stats(r, "t", Some(cache)).unwrap();
+    let intact = fs::read(cache).unwrap();
     let damaged: Vec<Vec<u8>> = vec![
         b"not a cache at all".to_vec(),
         intact[..intact.len() / 2].to_vec(),
@@ -679,12 +685,12 @@ fn a_corrupt_cache_is_ignored_and_rebuilt() {
         Vec::new(),
     ];
     for bytes in damaged {
-        fs::write(&cache, bytes).unwrap();
-        let (m, stats) = generate_with_stats(r, "t").unwrap();
+        fs::write(cache, bytes).unwrap();
+        let (m, stats) = generate_with_stats(r, "t", Some(cache)).unwrap();
         assert_eq!((stats.hashed, stats.reused), (50, 0));
         assert_eq!(m.entries, good.entries);
         // Rebuilt: the next run trusts it again.
-        let (_, stats) = generate_with_stats(r, "t").unwrap();
+        let (_, stats) = generate_with_stats(r, "t", Some(cache)).unwrap();
         assert_eq!((stats.hashed, stats.reused), (0, 50));
     }
 }
@@ -721,7 +727,7 @@ fn install_leaves_no_temporary_files() {
         .filter(|n| !n.starts_with('d') || n == "data.dsync")
         .collect();
     names.sort();
-    assert_eq!(names, [".dsync-cache", "data.dsync"]);
+    assert_eq!(names, ["data.dsync"]);
     assert_eq!(decode(&fs::read(r.join("data.dsync")).unwrap()).unwrap(), m);
     // The manifest itself is not listed by the next generation.
     let again = generate(r, "t").unwrap();

@@ -5,7 +5,7 @@
 //! real rsync daemon on 127.0.0.1 instead of 10.1.1.50).
 //!
 //! The DTP host guide's files (list.conf, firewall.conf, motd.conf) are
-//! tested with the DTP service in tests/dtp_server.rs.
+//! tested with the DTP service in tests/dtp_guide.rs.
 
 mod support;
 

@@ -1,7 +1,12 @@
 //! `dsync -gendsync`: write `data.dsync` at the root of every repository with
 //! `dsync=true`, hashing only what changed since the last run.
+//!
+//! `data.dsync` is the only file of ours in the tree: the hash cache is kept
+//! in the home (`HOME/cache/NAME`), and what older versions left in the tree
+//! (`.dsync-cache`, temporary files) is moved out or removed here.
 
 use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use rustix::fs::{FlockOperation, flock};
@@ -56,7 +61,9 @@ pub fn after_sync(home: &Home, repo: &Repo) -> Result<String, String> {
         return Ok("skipped: another dsync -gendsync is writing its manifest".to_string());
     };
     let started = Instant::now();
-    let (m, stats) = manifest::generate_with_stats(&repo.save, &repo.name)
+    let cache = cache_file(home, &repo.name);
+    tidy_tree(&repo.save, &cache);
+    let (m, stats) = manifest::generate_with_stats(&repo.save, &repo.name, Some(&cache))
         .map_err(|e| format!("cannot make the manifest of {}: {e}", repo.save.display()))?;
     manifest::install(&repo.save, &m).map_err(|e| {
         format!(
@@ -82,6 +89,55 @@ pub fn after_sync(home: &Home, repo: &Repo) -> Result<String, String> {
         m.header.bytes,
         started.elapsed().as_secs_f64()
     ))
+}
+
+/// `HOME/cache/NAME`: the hash cache of repository `NAME`, out of its tree.
+pub fn cache_file(home: &Home, name: &str) -> PathBuf {
+    home.root.join("cache").join(name)
+}
+
+/// Move an older version's `SAVE/.dsync-cache` to `cache` (when there is no
+/// cache there yet: it saves hashing everything again), then remove what
+/// older versions or an interrupted write left in the tree. A failure is a
+/// warning: the manifest is still right.
+fn tidy_tree(save: &Path, cache: &Path) {
+    let old = save.join(manifest::OLD_CACHE);
+    let is_file = std::fs::symlink_metadata(&old).is_ok_and(|m| m.is_file());
+    if is_file && !cache.exists() {
+        let moved = cache
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::fs::rename(&old, cache))
+            // Another file system: a copy (a torn one is ignored, never trusted).
+            .or_else(|_| std::fs::copy(&old, cache).map(drop));
+        match moved {
+            Ok(()) => println!(
+                "moved the hash cache of an older dsync out of the served tree: {} -> {}",
+                old.display(),
+                cache.display()
+            ),
+            Err(e) => eprintln!(
+                "warning: cannot move the old hash cache {} to {}: {e}",
+                old.display(),
+                cache.display()
+            ),
+        }
+    }
+    match manifest::remove_leftovers(save) {
+        Ok(removed) if !removed.is_empty() => {
+            let names: Vec<String> = removed.iter().map(|p| p.display().to_string()).collect();
+            eprintln!(
+                "removed from {}: {} (left by an older dsync; nothing but data.dsync of ours belongs in a served tree)",
+                save.display(),
+                names.join(", ")
+            );
+        }
+        Ok(_) => {}
+        Err(e) => eprintln!(
+            "warning: cannot remove older dsync files from {}: {e}; remove .dsync-cache and .data.dsync.tmp* there by hand",
+            save.display()
+        ),
+    }
 }
 
 /// Take the `flock` of `path` without waiting; `None` when another process
@@ -143,6 +199,33 @@ mod tests {
             ("a", 2, 5)
         );
         assert!(!b.join("data.dsync").exists());
+        // The cache is in the home, nothing but the manifest in the tree.
+        assert!(cache_file(&home, "a").is_file());
+        let mut names: Vec<_> = std::fs::read_dir(&a)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["d", "data.dsync"]);
+    }
+
+    #[test]
+    fn an_old_cache_in_the_tree_is_moved_to_the_home() {
+        let top = tempfile::tempdir().unwrap();
+        let a = top.path().join("a");
+        std::fs::create_dir_all(&a).unwrap();
+        let home = home_with(
+            top.path(),
+            &[("a", &format!("save={}\ndsync=true\n", a.display()))],
+        );
+        std::fs::write(a.join(".dsync-cache"), b"old cache").unwrap();
+        std::fs::write(a.join(".data.dsync.tmpAbc"), b"torn").unwrap();
+        assert_eq!(run(&home), exit::OK);
+        assert!(!a.join(".dsync-cache").exists());
+        assert!(!a.join(".data.dsync.tmpAbc").exists());
+        // Moved, found damaged, rebuilt.
+        assert!(cache_file(&home, "a").is_file());
+        assert_ne!(std::fs::read(cache_file(&home, "a")).unwrap(), b"old cache");
     }
 
     #[test]

@@ -42,7 +42,7 @@
 //!   255 per component. A reader refuses any other manifest as a whole.
 //! - Never listed: `data.dsync` itself and its temporary files, the client's
 //!   partial downloads (`*.dsync-part`, `.dsync-tmp-*`), rsync's `.~tmp~`
-//!   folders, `.dsync-cache` and `.dsync-emoff`. The upstream's
+//!   folders, `.dsync-cache` (older versions' hash cache) and `.dsync-emoff`. The upstream's
 //!   `Archive-Update-in-Progress-*` files are listed: a downstream that sees one
 //!   waits and asks again later, as ftpsync does.
 //!

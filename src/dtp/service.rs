@@ -74,8 +74,8 @@ pub fn start(home: &Home) -> u8 {
 }
 
 /// `-service -foreground`: serve in this process until SIGTERM or SIGINT.
-/// Started as root, it becomes `dtp-user` once bound (see
-/// [`server::privileges`]).
+/// Started as root, it becomes `dtp-user` (`nobody` without one) once bound
+/// (see [`server::privileges`]).
 pub fn foreground(home: &Home) -> u8 {
     if let Some(code) = refuse_second(home) {
         return code;
@@ -132,7 +132,8 @@ pub fn foreground(home: &Home) -> u8 {
 }
 
 /// Who the service is to be (see [`server::privileges::identity`]); a root
-/// service without a usable `dtp-user` is refused here, its fix printed.
+/// service whose `dtp-user` (or the default, `nobody`) cannot be used is
+/// refused here, its fix printed.
 fn identity(home: &Home, config: &Config) -> Result<server::Identity, u8> {
     server::privileges::identity(home, config).map_err(|message| {
         for line in message.lines() {
@@ -203,12 +204,17 @@ pub fn startup(home: &Home) -> u8 {
         }
     };
     if std::fs::metadata(&home.root).is_ok_and(|m| m.uid() == 0) {
-        eprintln!(
-            "dsync -startup: warning: {home} is owned by root, so the unit runs the service as \
-             root; a root service must drop to dtp-user=, which the unit's sandbox (no \
-             capabilities) does not allow: it will not start. Give the home to the unprivileged \
-             account that syncs the mirrors (chown -R ACCOUNT: {home}) and run dsync -startup again",
-            home = home.root.display()
+        println!(
+            "dsync -startup: {} is root's: the unit starts the service as root, which binds its \
+             port and then runs as {} (its only capabilities are the ones that drop root)",
+            home.root.display(),
+            config.user.as_deref().map_or_else(
+                || format!(
+                    "{} (no dtp-user= in xync.conf; as rsync's daemon)",
+                    server::privileges::DEFAULT_USER
+                ),
+                |u| format!("dtp-user={u}")
+            )
         );
     }
     let custom_dir = std::env::var_os("DSYNC_SYSTEMD_UNIT_DIR").map(PathBuf::from);
@@ -453,6 +459,13 @@ pub struct UnitValues {
     pub low_port: bool,
 }
 
+impl UnitValues {
+    /// The unit starts the service as root, which then drops root itself.
+    fn drops_root(&self) -> bool {
+        self.user == "root"
+    }
+}
+
 fn unit_for(home: &Home, config: &Config) -> Result<String, String> {
     let owner = std::fs::metadata(&home.root)
         .map_err(|e| format!("cannot read {}: {e}", home.root.display()))?
@@ -464,7 +477,12 @@ fn unit_for(home: &Home, config: &Config) -> Result<String, String> {
         &UnitValues {
             dsync,
             home: home.root.clone(),
-            user: user_name(owner),
+            // uid 0 under any name is written as root (what drops_root looks for).
+            user: if owner == 0 {
+                "root".into()
+            } else {
+                user_name(owner)
+            },
             webroot: global.webroot,
             low_port: config.listen.port() < 1024,
         },
@@ -493,10 +511,21 @@ pub fn render_unit(template: &str, v: &UnitValues) -> Result<String, String> {
             v.user.escape_default()
         ));
     }
-    let caps = if v.low_port {
-        "CapabilityBoundingSet=CAP_NET_BIND_SERVICE\nAmbientCapabilities=CAP_NET_BIND_SERVICE"
+    let caps = match (v.drops_root(), v.low_port) {
+        // Root has its bounding set; nothing ambient is needed.
+        (true, false) => "CapabilityBoundingSet=CAP_SETUID CAP_SETGID",
+        (true, true) => "CapabilityBoundingSet=CAP_SETUID CAP_SETGID CAP_NET_BIND_SERVICE",
+        (false, true) => {
+            "CapabilityBoundingSet=CAP_NET_BIND_SERVICE\nAmbientCapabilities=CAP_NET_BIND_SERVICE"
+        }
+        (false, false) => "CapabilityBoundingSet=",
+    };
+    // @privileged (denied above) holds setuid, setgid and setgroups: allowed
+    // again for a root service to drop root with; none other comes back.
+    let setuid = if v.drops_root() {
+        "SystemCallFilter=@setuid"
     } else {
-        "CapabilityBoundingSet="
+        "# (not root: no call that changes ids is needed)"
     };
     let webroot = match &v.webroot {
         Some(w) => Some(path(w)?),
@@ -516,7 +545,8 @@ pub fn render_unit(template: &str, v: &UnitValues) -> Result<String, String> {
             .replace("@DSYNC@", &path(&v.dsync)?)
             .replace("@HOME@", &path(&v.home)?)
             .replace("@USER@", &v.user)
-            .replace("@CAPABILITIES@", caps);
+            .replace("@CAPABILITIES@", caps)
+            .replace("@SETUID@", setuid);
         out.push_str(&line);
         out.push('\n');
     }
@@ -581,6 +611,30 @@ mod tests {
         assert!(unit.contains("ReadWritePaths=/srv/100%%/dx"));
         v.home = PathBuf::from("/home/my mirror");
         assert!(render_unit(UNIT_TEMPLATE, &v).is_err());
+    }
+
+    #[test]
+    fn a_root_unit_keeps_only_what_drops_root() {
+        let mut v = values();
+        v.user = "root".into();
+        let unit = render_unit(UNIT_TEMPLATE, &v).unwrap();
+        for want in [
+            "User=root\n",
+            "CapabilityBoundingSet=CAP_SETUID CAP_SETGID\n",
+            "SystemCallFilter=~@privileged @resources\nSystemCallFilter=@setuid\n",
+            "NoNewPrivileges=yes",
+        ] {
+            assert!(unit.contains(want), "{want}\n{unit}");
+        }
+        assert!(!unit.contains("AmbientCapabilities"), "{unit}");
+        v.low_port = true;
+        let unit = render_unit(UNIT_TEMPLATE, &v).unwrap();
+        assert!(
+            unit.contains("CapabilityBoundingSet=CAP_SETUID CAP_SETGID CAP_NET_BIND_SERVICE\n")
+        );
+        // Not root: no set*id call comes back.
+        let unit = render_unit(UNIT_TEMPLATE, &values()).unwrap();
+        assert!(!unit.contains("SystemCallFilter=@setuid"), "{unit}");
     }
 
     #[test]

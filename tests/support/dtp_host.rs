@@ -4,7 +4,7 @@
 //! service rereads `xync.conf` on SIGHUP).
 #![allow(dead_code)]
 
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -173,4 +173,39 @@ impl Drop for DtpHost {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// A connection from `source` (another loopback address, e.g. 127.0.0.2)
+/// to `to`, as a client elsewhere would make it.
+pub fn connect_from(source: &str, to: SocketAddr) -> TcpStream {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket
+            .bind(SocketAddr::new(source.parse().unwrap(), 0))
+            .unwrap();
+        let stream = socket.connect(to).await.unwrap();
+        let stream = stream.into_std().unwrap();
+        stream.set_nonblocking(false).unwrap();
+        stream
+    })
+}
+
+/// Read `stream` to its end: the bytes, and whether it ended by a reset
+/// rather than a clean close.
+pub fn read_all(mut stream: TcpStream) -> (Vec<u8>, bool) {
+    use std::io::Read;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut bytes = Vec::new();
+    let reset = match stream.read_to_end(&mut bytes) {
+        Ok(_) => false,
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => true,
+        Err(e) => panic!("reading the answer: {e}"),
+    };
+    (bytes, reset)
 }

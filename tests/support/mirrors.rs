@@ -9,14 +9,11 @@ use super::archive::{self, TreeEntry};
 
 /// A tree as a mirror of an upstream should hold it: the mirror's own trace
 /// files (everything under `project/trace/` but the upstream's `master`),
-/// the DTP manifest (a DTP mirror refreshes it with its trace) and the DTP
-/// host's manifest cache left out.
+/// and the DTP manifest (a DTP mirror refreshes it with its trace) left out.
 pub fn comparable(tree: BTreeMap<String, TreeEntry>) -> BTreeMap<String, TreeEntry> {
     tree.into_iter()
         .filter(|(p, _)| {
-            !(p == "data.dsync"
-                || p.starts_with(".dsync-cache")
-                || (p.starts_with("project/trace/") && p != archive::TRACE_MASTER))
+            !(p == "data.dsync" || (p.starts_with("project/trace/") && p != archive::TRACE_MASTER))
         })
         .collect()
 }

@@ -150,9 +150,20 @@ impl Fetcher {
 }
 
 pub fn network(url: &str, e: &reqwest::Error) -> ClientError {
+    let mut reason = chain(e);
+    // A host's firewall.conf turns addresses away with no answer at all.
+    if ["closed before message completed", "reset by peer"]
+        .iter()
+        .any(|w| reason.contains(w))
+    {
+        reason.push_str(
+            " (a DTP host closes connections from addresses its dtp/firewall.conf does not \
+             allow without a word: if it keeps happening, ask its operator)",
+        );
+    }
     ClientError::Network {
         url: url.to_string(),
-        reason: chain(e),
+        reason,
     }
 }
 

@@ -1,4 +1,9 @@
-//! `root/.dsync-cache`: the hash of every file as of the last generation.
+//! The hash cache: the hash of every file of a tree as of its last
+//! generation, in a file of dsync's home (`HOME/cache/NAME`), never in the
+//! tree. The tree is served (by DTP and often by an rsync daemon too), and a
+//! file of ours there would be mirrored, or unreadable to the daemon and fail
+//! every downstream rsync. Older versions kept it at `root/.dsync-cache`:
+//! [`OLD_FILE`] is still left out of manifests, and `-gendsync` moves it away.
 //!
 //! A hash is reused only when the file's [`Stamp`] is unchanged. The stamp
 //! holds the inode and the ctime as well as size and mtime: a file replaced by
@@ -20,10 +25,10 @@ use std::path::Path;
 use super::format::{hex_into, is_hash, parse_i64, parse_u64, unhex};
 use crate::dtp::escape::{escape_into, unescape};
 
-/// The cache's name in the root (excluded from manifests).
-pub(super) const FILE: &str = ".dsync-cache";
-/// Temporary cache files: the `.dsync-tmp-` prefix keeps them out of manifests.
-const TEMP_PREFIX: &str = ".dsync-tmp-cache-";
+/// Where older versions kept the cache, in the tree's root.
+pub const OLD_FILE: &str = ".dsync-cache";
+/// Temporary cache files, beside the cache.
+const TEMP_PREFIX: &str = ".tmp-cache-";
 const MAGIC: &str = "DSYNC-CACHE 1";
 const MAX_LINE: u64 = 32 * 1024;
 
@@ -54,16 +59,16 @@ impl Stamp {
 /// Raw relative path → stamp and hash.
 pub(super) type Cache = HashMap<Vec<u8>, (Stamp, [u8; 32])>;
 
-/// The cache of `root`; empty when there is none or it is damaged in any way.
-pub(super) fn load(root: &Path) -> Cache {
-    read(root).unwrap_or_default()
+/// The cache in `file`; empty when there is none or it is damaged in any way.
+pub(super) fn load(file: &Path) -> Cache {
+    read(file).unwrap_or_default()
 }
 
-fn read(root: &Path) -> Option<Cache> {
+fn read(path: &Path) -> Option<Cache> {
     let file = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW)
-        .open(root.join(FILE))
+        .open(path)
         .ok()?;
     let decoder = zstd::stream::read::Decoder::new(file).ok()?.single_frame();
     let mut src = BufReader::new(decoder);
@@ -111,16 +116,19 @@ fn record(text: &str) -> Option<(Vec<u8>, Stamp, [u8; 32])> {
     f.next().is_none().then(|| (path, stamp, unhex(hash)))
 }
 
-/// Replace the cache of `root` with `records` (atomically: a reader sees the
-/// old cache or the new one). Not synced to disk: a cache torn by a crash is
-/// detected and ignored, which costs a full hash, never a wrong one.
+/// Replace the cache in `file` with `records` (atomically: a reader sees the
+/// old cache or the new one; its folder is created). Not synced to disk: a
+/// cache torn by a crash is detected and ignored, which costs a full hash,
+/// never a wrong one.
 pub(super) fn save<'a>(
-    root: &Path,
+    file: &Path,
     records: impl Iterator<Item = (&'a [u8], &'a Stamp, &'a [u8; 32])>,
 ) -> io::Result<()> {
+    let dir = file.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
     let mut tmp = tempfile::Builder::new()
         .prefix(TEMP_PREFIX)
-        .tempfile_in(root)?;
+        .tempfile_in(dir)?;
     let mut enc = zstd::stream::write::Encoder::new(BufWriter::new(tmp.as_file_mut()), 1)?;
     enc.include_checksum(true)?;
     // Lines go to zstd in large pieces, not one call each.
@@ -147,7 +155,7 @@ pub(super) fn save<'a>(
         .map_err(|e| e.into_error())?
         .finish()?
         .flush()?;
-    tmp.persist(root.join(FILE)).map_err(|e| e.error)?;
+    tmp.persist(file).map_err(|e| e.error)?;
     Ok(())
 }
 
@@ -168,12 +176,13 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        let root = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("cache/t");
         let (a, b) = (stamp(1), stamp(2));
         let records: Vec<(&[u8], &Stamp, &[u8; 32])> =
             vec![(b"a b\n", &a, &[1; 32]), (b"\xff/x", &b, &[2; 32])];
-        save(root.path(), records.into_iter()).unwrap();
-        let cache = load(root.path());
+        save(&file, records.into_iter()).unwrap();
+        let cache = load(&file);
         assert_eq!(cache.len(), 2);
         assert_eq!(cache[&b"a b\n"[..]], (a, [1; 32]));
         assert_eq!(cache[&b"\xff/x"[..]], (b, [2; 32]));
@@ -181,10 +190,10 @@ mod tests {
 
     #[test]
     fn damage_empties_it() {
-        let root = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t");
         let a = stamp(1);
-        save(root.path(), vec![(&b"a"[..], &a, &[1; 32])].into_iter()).unwrap();
-        let path = root.path().join(FILE);
+        save(&path, vec![(&b"a"[..], &a, &[1; 32])].into_iter()).unwrap();
         let good = std::fs::read(&path).unwrap();
         let text = String::from_utf8(zstd::decode_all(&good[..]).unwrap()).unwrap();
         let cases: Vec<Vec<u8>> = vec![
@@ -203,7 +212,7 @@ mod tests {
         ];
         for (i, bytes) in cases.into_iter().enumerate() {
             std::fs::write(&path, bytes).unwrap();
-            assert!(load(root.path()).is_empty(), "case {i}");
+            assert!(load(&path).is_empty(), "case {i}");
         }
     }
 }

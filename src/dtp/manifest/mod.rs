@@ -3,7 +3,10 @@
 //! - `format`: the text inside the zstd frame ([`Manifest::encode`],
 //!   [`Manifest::decode`], [`read_header`]).
 //! - `walk`: [`generate`] a manifest from a tree, with the hash cache of
-//!   `cache` (`root/.dsync-cache`) so only changed files are read again.
+//!   `cache` (a file of dsync's home, never in the tree) so only changed
+//!   files are read again.
+//! - `install`: write `data.dsync` into the tree atomically, with nothing
+//!   else of ours ever named there for longer than a rename.
 //!
 //! Two details the protocol text leaves open: the header's `repo` value is
 //! escaped like a path (a no-op for every name a repository file allows), and
@@ -12,17 +15,18 @@
 
 mod cache;
 mod format;
+mod install;
 mod walk;
 
-use std::fs::{File, Permissions};
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use sha2::Digest;
 
+pub use cache::OLD_FILE as OLD_CACHE;
 pub use format::read_header;
+pub use install::{install, install_bytes, remove_leftovers};
 pub use walk::{GenStats, generate, generate_with_stats};
 
 /// What an entry is.
@@ -187,7 +191,7 @@ pub fn path_problem(raw: &[u8]) -> Option<&'static str> {
     None
 }
 
-/// The prefix of `install`'s temporary files (random suffix) in the root.
+/// The prefix of `install`'s temporary names (random suffix) in the root.
 const TEMP_PREFIX: &str = ".data.dsync.tmp";
 
 /// After a DTP sync the downstream installs its upstream's manifest, then
@@ -240,36 +244,13 @@ pub fn is_excluded(path: &Path) -> bool {
     // Ours only at the root: a repository may hold a file called data.dsync deeper down.
     let at_root = [
         crate::dtp::MANIFEST.as_bytes(),
-        b".dsync-cache",
+        cache::OLD_FILE.as_bytes(),
         crate::manager::worker::EMOFF_MARKER.as_bytes(),
     ];
     if at_root.contains(&first) || first.starts_with(TEMP_PREFIX.as_bytes()) {
         return true;
     }
     parts.any(|p| p.ends_with(b".dsync-part") || p.starts_with(b".dsync-tmp-") || p == b".~tmp~")
-}
-
-/// Write `root/data.dsync` atomically (temp file in `root`, fsync, rename).
-pub fn install(root: &Path, manifest: &Manifest) -> std::io::Result<()> {
-    install_bytes(root, &manifest.encode())
-}
-
-/// [`install`] for bytes already encoded (a client installs exactly what it
-/// fetched and checked).
-pub fn install_bytes(root: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    // The temp file is removed on any error (NamedTempFile's drop).
-    let mut tmp = tempfile::Builder::new()
-        .prefix(TEMP_PREFIX)
-        .tempfile_in(root)?;
-    tmp.write_all(bytes)?;
-    // tempfile makes 0600 files; the manifest is served, possibly by another user.
-    tmp.as_file()
-        .set_permissions(Permissions::from_mode(0o644))?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(root.join(crate::dtp::MANIFEST))
-        .map_err(|e| e.error)?;
-    // The rename is durable only once the folder is synced.
-    File::open(root)?.sync_all()
 }
 
 /// An I/O error that names the path it happened on (keeps the kind).
@@ -404,6 +385,7 @@ mod tests {
 
     #[test]
     fn install_writes_atomically_and_leaves_no_temp() {
+        use std::os::unix::fs::PermissionsExt;
         let root = tempfile::tempdir().unwrap();
         let m = Manifest::new("t", 5, vec![file("f", b"abc")]);
         install(root.path(), &m).unwrap();

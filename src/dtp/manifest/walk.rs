@@ -35,24 +35,30 @@ pub struct GenStats {
     pub reused: u64,
     /// Bytes read to hash.
     pub bytes_hashed: u64,
-    /// Why `.dsync-cache` could not be rewritten (the manifest is fine; the
+    /// Why the hash cache could not be rewritten (the manifest is fine; the
     /// next run hashes more).
     pub cache_error: Option<String>,
 }
 
-/// Walk `root` and build its manifest, reusing the hash of every file whose
-/// size, mtime and inode (and ctime) match `root/.dsync-cache` (then rewritten).
+/// Walk `root` and build its manifest, hashing every file.
 ///
 /// Symlinks are listed, never followed (`root` itself may be one); sockets,
 /// fifos and devices are left out. A file that vanishes during the walk is
 /// left out too; one that cannot be read is an error naming it. The header's
 /// `generated` is now.
 pub fn generate(root: &Path, repo: &str) -> Result<Manifest, ManifestError> {
-    generate_with_stats(root, repo).map(|(m, _)| m)
+    generate_with_stats(root, repo, None).map(|(m, _)| m)
 }
 
-/// [`generate`], also saying how much was hashed and reused.
-pub fn generate_with_stats(root: &Path, repo: &str) -> Result<(Manifest, GenStats), ManifestError> {
+/// [`generate`], also saying how much was hashed and reused. With a `cache`
+/// file (kept out of the tree: `HOME/cache/NAME`), the hash of every file
+/// whose size, mtime and inode (and ctime) match it is reused; it is then
+/// rewritten.
+pub fn generate_with_stats(
+    root: &Path,
+    repo: &str,
+    cache: Option<&Path>,
+) -> Result<(Manifest, GenStats), ManifestError> {
     let started = SystemTime::now();
     let meta = fs::metadata(root).map_err(io_at(root))?;
     if !meta.is_dir() {
@@ -64,7 +70,7 @@ pub fn generate_with_stats(root: &Path, repo: &str) -> Result<(Manifest, GenStat
     let mut stats = GenStats::default();
     let mut items = walk(root)?;
 
-    let old = cache::load(root);
+    let old = cache.map(cache::load).unwrap_or_default();
     let mut todo = Vec::new();
     for (i, item) in items.iter_mut().enumerate() {
         let Some(stamp) = &item.stamp else { continue };
@@ -94,8 +100,10 @@ pub fn generate_with_stats(root: &Path, repo: &str) -> Result<(Manifest, GenStat
         ))
         .filter(|_| settled)
     });
-    if let Err(e) = cache::save(root, records) {
-        stats.cache_error = Some(format!("{}: {e}", root.join(cache::FILE).display()));
+    if let Some(file) = cache
+        && let Err(e) = cache::save(file, records)
+    {
+        stats.cache_error = Some(format!("{}: {e}", file.display()));
     }
 
     let generated = since_epoch(started).as_secs() as i64;
@@ -333,7 +341,7 @@ mod tests {
         assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
         fs::write(r.join("data.dsync"), b"old").unwrap();
 
-        let (m, stats) = generate_with_stats(r, "t").unwrap();
+        let (m, stats) = generate_with_stats(r, "t", None).unwrap();
         let paths: Vec<_> = m.entries.iter().map(|e| e.path.to_str().unwrap()).collect();
         assert_eq!(paths, ["a", "a/b", "a/b/f", "a/link", "etc"]);
         let f = m.find(Path::new("a/b/f")).unwrap();

@@ -97,7 +97,7 @@ pub fn load(home: &Home) -> Result<Loaded, Vec<Diagnostic>> {
             &list_path,
             0,
             "no repository is listed: the service serves nothing",
-            "write the folders to serve, relative to webroot=, one per line; then dsync -reload",
+            "write the folders to serve below webroot=, one per line (e.g. /debian); then dsync -reload",
         ));
     }
 

@@ -1,5 +1,9 @@
-//! `dtp/list.conf`: the served repositories, one folder per line relative to
+//! `dtp/list.conf`: the served repositories, one folder per line below
 //! `webroot=`; the URL name is the folder's last component.
+//!
+//! KRFOSS's guide writes the lines with a leading slash (`/kali` means
+//! `WEBROOT/kali`), so a leading `/` is accepted and means the same as none:
+//! every line is below webroot=, never an absolute path of its own.
 
 use std::path::{Path, PathBuf};
 
@@ -75,10 +79,7 @@ pub fn parse(path: &Path, text: &str, webroot: Option<&Path>) -> (Vec<Repo>, Vec
                 path,
                 n,
                 format!("{} is not a folder", root.display()),
-                format!(
-                    "create it, correct the path (relative to webroot={}), or delete the line",
-                    webroot.display()
-                ),
+                missing_fix(entry, webroot),
             ));
             continue;
         }
@@ -87,17 +88,9 @@ pub fn parse(path: &Path, text: &str, webroot: Option<&Path>) -> (Vec<Repo>, Vec
     (repos.into_iter().map(|(_, r)| r).collect(), diags)
 }
 
-/// The path's components (`.` and empty ones dropped), or why it is refused.
+/// The path's components (`.` and empty ones dropped, so a leading `/` too),
+/// or why it is refused.
 fn components(entry: &str) -> Result<Vec<String>, (String, String)> {
-    if entry.starts_with('/') {
-        return Err((
-            format!("`{entry}` is an absolute path; list.conf paths are relative to webroot="),
-            format!(
-                "write the path below webroot=, e.g. {}",
-                entry.trim_start_matches('/')
-            ),
-        ));
-    }
     if entry.chars().any(char::is_control) {
         return Err((
             format!("`{}` holds control characters", entry.escape_default()),
@@ -118,10 +111,30 @@ fn components(entry: &str) -> Result<Vec<String>, (String, String)> {
     if parts.is_empty() {
         return Err((
             format!("`{entry}` names webroot= itself"),
-            "write one folder below webroot= per line, e.g. debian".into(),
+            "write one folder below webroot= per line, e.g. /debian".into(),
         ));
     }
     Ok(parts)
+}
+
+/// The fix for a line whose folder is missing. A line that repeats webroot=
+/// (`/mirrors/kali` with webroot=/mirrors) is the likely slip: say so.
+fn missing_fix(entry: &str, webroot: &Path) -> String {
+    let below = Path::new(entry)
+        .strip_prefix(webroot)
+        .ok()
+        .filter(|rest| !rest.as_os_str().is_empty() && webroot.join(rest).is_dir());
+    match below {
+        Some(rest) => format!(
+            "lines are below webroot={w} (/kali means {w}/kali): write /{}",
+            rest.display(),
+            w = webroot.display()
+        ),
+        None => format!(
+            "create it, correct the path (below webroot={}), or delete the line",
+            webroot.display()
+        ),
+    }
 }
 
 #[cfg(test)]
@@ -154,14 +167,52 @@ mod tests {
     #[test]
     fn errors_name_their_lines() {
         let (_d, web) = setup();
-        let text = "debian\n/srv/x\nother/debian\nmissing\napi\n";
+        let text = "debian\n/srv/x\nother/debian\nmissing\napi\n/../etc\n/\n";
         let (repos, diags) = parse(Path::new("list.conf"), text, Some(&web));
         assert_eq!(repos.len(), 1);
         let lines: Vec<usize> = diags.iter().map(|d| d.line).collect();
-        assert_eq!(lines, [2, 3, 4, 5], "{diags:#?}");
+        assert_eq!(lines, [2, 3, 4, 5, 6, 7], "{diags:#?}");
         assert!(diags.iter().all(|d| d.is_error() && !d.fix.is_empty()));
+        // `/srv/x` is WEBROOT/srv/x, which is missing.
+        assert!(
+            diags[0].message.contains("web/srv/x is not a folder"),
+            "{}",
+            diags[0]
+        );
         assert!(diags[1].message.contains("line 1"), "{}", diags[1]);
         assert!(diags[2].message.contains("not a folder"), "{}", diags[2]);
+        assert!(diags[4].message.contains(".."), "{}", diags[4]);
+        assert!(diags[5].message.contains("webroot= itself"), "{}", diags[5]);
+    }
+
+    /// The DTP host guide's own example, as written.
+    #[test]
+    fn leading_slashes_are_below_webroot() {
+        let dir = tempfile::tempdir().unwrap();
+        let web = dir.path().join("mirrors");
+        for d in ["kali", "kali-images", "ubuntu"] {
+            std::fs::create_dir_all(web.join(d)).unwrap();
+        }
+        let text = "/kali\n/kali-images\n/ubuntu\n";
+        let (repos, diags) = parse(Path::new("list.conf"), text, Some(&web));
+        assert!(diags.is_empty(), "{diags:#?}");
+        let got: Vec<(&str, PathBuf)> = repos
+            .iter()
+            .map(|r| (r.name.as_str(), r.root.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("kali", web.join("kali")),
+                ("kali-images", web.join("kali-images")),
+                ("ubuntu", web.join("ubuntu"))
+            ]
+        );
+        // webroot= repeated in the line: the fix says what to write.
+        let repeated = format!("{}/kali\n", web.display());
+        let (_, diags) = parse(Path::new("list.conf"), &repeated, Some(&web));
+        assert_eq!(diags.len(), 1, "{diags:#?}");
+        assert!(diags[0].fix.contains("write /kali"), "{}", diags[0]);
     }
 
     #[test]

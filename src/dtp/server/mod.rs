@@ -12,9 +12,10 @@
 //!   bandwidth limit shared by that address's downloads.
 //! - Privileges ([`privileges`]): started as root, the service binds, opens
 //!   its access log and writes its pid file, then becomes `dtp-user` for good
-//!   (refusing to start as root without one) before it listens; then it
-//!   refuses served trees its account could write (warns, when not started as
-//!   root).
+//!   (`nobody` without one, as rsync's daemon) before it listens; then it
+//!   refuses served trees its account could write or not read (warns, when
+//!   not started as root). It keeps its home open to read the configuration
+//!   again on reload ([`held_home`]).
 //! - Log: `HOME/logs/dtp-access.log`, one line per request or refusal; service
 //!   messages on standard error (`logs/dtp-service.log` under `-service`).
 //!
@@ -29,6 +30,7 @@ pub mod config;
 mod conn;
 pub mod firewall;
 mod headers;
+mod held_home;
 mod http;
 mod io;
 mod limits;
@@ -130,6 +132,11 @@ pub fn serve(
         }
         let bound = socket.local_addr().map_err(ServeError::Runtime)?;
         on_bound(bound);
+        // Opened while still root: a root's home may be closed to the account.
+        let held = match &identity {
+            Identity::Drop(_) => held_home::HeldHome::open(home),
+            Identity::Stay => held_home::HeldHome::by_path(home),
+        };
         let dropped = match identity {
             Identity::Drop(account) => {
                 privileges::become_account(&account).map_err(|detail| {
@@ -139,8 +146,13 @@ pub fn serve(
                     }
                 })?;
                 say(&format!(
-                    "running as {account}, groups {:?}: root's privileges are dropped for good",
-                    account.groups
+                    "running as {account}, groups {:?}: root's privileges are dropped for good{}",
+                    account.groups,
+                    if account.by_default {
+                        " (xync.conf sets no dtp-user=: the default, as rsync's daemon)"
+                    } else {
+                        ""
+                    }
                 ));
                 Some(account)
             }
@@ -162,10 +174,18 @@ pub fn serve(
             say(warning);
         }
         if !check.refusals.is_empty() {
-            return Err(ServeError::Trees(check.refusals));
+            let mut lines = check.refusals;
+            if let Some(account) = dropped.as_ref().filter(|a| a.by_default) {
+                lines.push(format!(
+                    "({} is the account a service started as root runs as when xync.conf sets no \
+                     dtp-user=, as rsync's daemon does)",
+                    account.name
+                ));
+            }
+            return Err(ServeError::Trees(lines));
         }
         if let Some(account) = &dropped
-            && let Err(diags) = config::load(home)
+            && let Err(diags) = held.load()
         {
             let first = diags
                 .iter()
@@ -180,7 +200,7 @@ pub fn serve(
             listener::listen(socket).map_err(|source| ServeError::Bind { addr: bound, source })?;
         say(&format!("listening on {bound}: {}", summary(&config)));
         let shared = Arc::new(state::Shared::new(config, log, state::Timeouts::from_env()));
-        run::run(listener, shared, home.clone(), dropped)
+        run::run(listener, shared, held, dropped)
             .await
             .map_err(ServeError::Run)
     })

@@ -5,7 +5,13 @@
 //! account's groups (getgrouplist + setgroups, as initgroups does), its gid,
 //! its uid, real, effective and saved alike. Then it checks that it did: the
 //! ids, the groups, no capability left, every thread, and that setuid(0) and
-//! setgid(0) now fail. A root service without `dtp-user` does not start.
+//! setgid(0) now fail.
+//!
+//! Without `dtp-user`, a root service becomes `nobody`, as rsync's daemon
+//! does (KRFOSS's guide just runs `dsync -service` as root): rsyncd's
+//! default group is the system's "nobody" group, `nogroup` on Debian, with
+//! no other supplementary groups; so `nogroup` here, else a group `nobody`,
+//! else nobody's own primary group. Only a system without `nobody` refuses.
 //!
 //! Whoever it runs as, the service then checks its trees ([`check_trees`]):
 //! a served folder the service's account can write is refused when the
@@ -17,7 +23,7 @@ use std::ffi::CString;
 use std::fmt;
 use std::path::Path;
 
-use nix::unistd::{self, Gid, Uid, User};
+use nix::unistd::{self, Gid, Group, Uid, User};
 use rustix::fs::Access;
 
 use super::config::Config;
@@ -31,6 +37,8 @@ pub struct Account {
     pub gid: u32,
     /// Its groups as initgroups(3) sets them (the primary group included).
     pub groups: Vec<u32>,
+    /// Chosen because xync.conf sets no `dtp-user` (see [`default_account`]).
+    pub by_default: bool,
 }
 
 impl fmt::Display for Account {
@@ -62,20 +70,52 @@ pub fn identity(home: &Home, config: &Config) -> Result<Identity, String> {
     }
     let conf = home.xync_conf();
     let Some(spec) = config.user.as_deref() else {
-        return Err(format!(
-            "the DTP service does not start as root without dtp-user: {conf} sets none, and \
-             running as root it would answer every client with root's privileges.\n\
-             Fix: add dtp-user=NAME to {conf}, NAME an unprivileged account that can read the \
-             served trees but not write them (e.g. dtp-user=nobody): the service binds its port \
-             as root, then runs as NAME. Or install the hardened systemd unit with \
-             dsync -home {home} -startup, which runs the service as User= (the owner of {home}).",
-            conf = conf.display(),
-            home = home.root.display()
-        ));
+        return default_account().map(Identity::Drop).map_err(|problem| {
+            format!(
+                "the DTP service does not start as root: {conf} sets no dtp-user, and the \
+                 default account {DEFAULT_USER} cannot be used ({problem}).\n\
+                 Fix: add dtp-user=NAME to {conf}, NAME an unprivileged account that can read the \
+                 served trees but not write them: the service binds its port as root, then runs \
+                 as NAME.",
+                conf = conf.display(),
+            )
+        });
     };
     resolve(spec)
         .map(Identity::Drop)
         .map_err(|problem| format!("dtp-user={spec} in {}: {problem}", conf.display()))
+}
+
+/// The account of a root service without `dtp-user`, as rsync's daemon.
+pub const DEFAULT_USER: &str = "nobody";
+/// rsyncd's default group names, in the order rsync's configure looks.
+const DEFAULT_GROUPS: &[&str] = &["nogroup", "nobody"];
+
+/// `nobody`, with rsyncd's default group and no other (see the module).
+pub fn default_account() -> Result<Account, String> {
+    let user = match User::from_name(DEFAULT_USER) {
+        Ok(Some(user)) => user,
+        Ok(None) => return Err(format!("there is no account {DEFAULT_USER} here")),
+        Err(e) => return Err(format!("cannot look {DEFAULT_USER} up: {e}")),
+    };
+    if user.uid.is_root() {
+        return Err(format!("{DEFAULT_USER} is root (uid 0) here"));
+    }
+    let gid = DEFAULT_GROUPS
+        .iter()
+        .find_map(|name| Group::from_name(name).ok().flatten())
+        .map_or(user.gid, |g| g.gid)
+        .as_raw();
+    if gid == 0 {
+        return Err(format!("{DEFAULT_USER}'s group is root's (gid 0) here"));
+    }
+    Ok(Account {
+        name: user.name,
+        uid: user.uid.as_raw(),
+        gid,
+        groups: vec![gid],
+        by_default: true,
+    })
 }
 
 /// Look `spec` up: all digits is a uid, anything else a user name.
@@ -116,6 +156,7 @@ pub fn resolve(spec: &str) -> Result<Account, String> {
         uid: user.uid.as_raw(),
         gid: user.gid.as_raw(),
         groups: groups.into_iter().map(Gid::as_raw).collect(),
+        by_default: false,
     })
 }
 
@@ -341,19 +382,28 @@ mod tests {
     }
 
     #[test]
-    fn root_without_dtp_user_is_refused_naming_the_fix() {
+    fn root_without_dtp_user_becomes_nobody_as_rsyncd() {
         let dir = tempfile::tempdir().unwrap();
         let home = Home::locate(Some(dir.path()));
         let mut config = super::super::config::load(&home)
             .map_or_else(|_| panic!("an empty home loads"), |loaded| loaded.config);
         config.user = None;
+        let Ok(nobody) = default_account() else {
+            eprintln!(
+                "SKIPPED root_without_dtp_user_becomes_nobody_as_rsyncd: no account nobody here"
+            );
+            return;
+        };
+        assert!(nobody.by_default && nobody.uid != 0 && nobody.gid != 0);
+        assert_eq!(nobody.groups, [nobody.gid], "no other supplementary group");
+        if let Ok(Some(nogroup)) = Group::from_name("nogroup") {
+            assert_eq!(nobody.gid, nogroup.gid.as_raw());
+        }
         match identity(&home, &config) {
             Ok(Identity::Stay) => assert!(!is_root()),
-            Err(e) => {
+            Ok(Identity::Drop(account)) => {
                 assert!(is_root());
-                for want in ["dtp-user=NAME", "xync.conf", "-startup", "User="] {
-                    assert!(e.contains(want), "{want}: {e}");
-                }
+                assert_eq!(account, nobody);
             }
             other => panic!("{other:?}"),
         }

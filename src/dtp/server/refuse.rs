@@ -1,6 +1,11 @@
-//! Connections turned away before HTTP is spoken with them (firewall 403,
-//! per-address cap 503): read the request line if it comes quickly (for the
-//! log), answer, and close without resetting the answer away.
+//! Connections turned away before HTTP is spoken with them.
+//!
+//! - An address firewall.conf does not allow gets no answer at all, as
+//!   KRFOSS's guide promises: the connection is closed at once, without a
+//!   byte, and logged with status 444 (nginx's "closed without response").
+//! - One over the per-address cap gets 503: read the request line if it
+//!   comes quickly (for the log), answer, and close without resetting the
+//!   answer away.
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
@@ -18,20 +23,34 @@ const LINE_MAX: usize = 8 * 1024;
 /// does not send a reset that could destroy the answer in flight.
 const LINGER: Duration = Duration::from_secs(1);
 
-/// Answer `status` (403 or 503) on `stream` and log it.
-pub async fn refuse(mut stream: TcpStream, peer: IpAddr, status: u16, log: &AccessLog) {
+/// The access-log status of a connection closed without an answer.
+pub const CLOSED: u16 = 444;
+
+/// Close `stream` without a byte and log it. Nothing is read: waiting for a
+/// request would keep an unwanted client's connection open.
+pub fn silently(stream: TcpStream, peer: IpAddr, log: &AccessLog) {
+    drop(stream);
+    log.write(&Record {
+        client: peer,
+        method: "-".into(),
+        target: "-".into(),
+        status: CLOSED,
+        bytes: 0,
+        duration: Duration::ZERO,
+    });
+}
+
+/// Answer 503 on `stream` (its address holds too many connections) and log it.
+pub async fn busy(mut stream: TcpStream, peer: IpAddr, log: &AccessLog) {
     let started = Instant::now();
     let line = tokio::time::timeout(LINE_WAIT, read_line(&mut stream))
         .await
         .unwrap_or_default();
     let (method, target) = request_line(&line);
-    let (reason, extra) = match status {
-        403 => ("Forbidden", ""),
-        _ => ("Service Unavailable", "Retry-After: 10\r\n"),
-    };
-    let body = format!("{status} {reason}\n");
+    let status = 503;
+    let body = format!("{status} Service Unavailable\n");
     let answer = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status} Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nRetry-After: 10\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     let sent = tokio::time::timeout(LINGER, stream.write_all(answer.as_bytes()))

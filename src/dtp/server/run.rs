@@ -1,4 +1,5 @@
-//! The accept loop: firewall and per-address cap at the door, a task per
+//! The accept loop: firewall (closed without a word) and per-address cap
+//! (503) at the door, a task per
 //! connection, SIGHUP reloads, SIGTERM/SIGINT stop gracefully.
 
 use std::net::{IpAddr, SocketAddr};
@@ -10,10 +11,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{Notify, watch};
 
+use super::held_home::HeldHome;
 use super::privileges::{self, Account};
 use super::state::Shared;
-use super::{config, conn, refuse, say};
-use crate::manager::home::Home;
+use super::{conn, refuse, say};
 
 /// Refusals being answered at once; beyond, a refused connection is simply closed.
 const MAX_REFUSING: usize = 256;
@@ -57,9 +58,10 @@ impl Drop for TaskGuard {
 pub async fn run(
     listener: TcpListener,
     shared: Arc<Shared>,
-    home: Home,
+    home: HeldHome,
     dropped: Option<Account>,
 ) -> std::io::Result<()> {
+    let home = Arc::new(home);
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -114,13 +116,11 @@ fn admit(
 ) {
     let ip: IpAddr = peer.ip().to_canonical();
     let config = shared.config();
-    let slot = if config.firewall.allows(ip) {
-        match shared.clients.enter(ip, config.maxconn) {
-            Some(slot) => slot,
-            None => return turn_away(stream, ip, 503, shared, refusing),
-        }
-    } else {
-        return turn_away(stream, ip, 403, shared, refusing);
+    if !config.firewall.allows(ip) {
+        return refuse::silently(stream, ip, &shared.log);
+    }
+    let Some(slot) = shared.clients.enter(ip, config.maxconn) else {
+        return turn_away(stream, ip, shared, refusing);
     };
     let guard = tasks.enter();
     let (shared, stop) = (Arc::clone(shared), stop.clone());
@@ -130,20 +130,14 @@ fn admit(
     });
 }
 
-fn turn_away(
-    stream: TcpStream,
-    ip: IpAddr,
-    status: u16,
-    shared: &Arc<Shared>,
-    refusing: &Arc<AtomicUsize>,
-) {
+fn turn_away(stream: TcpStream, ip: IpAddr, shared: &Arc<Shared>, refusing: &Arc<AtomicUsize>) {
     if refusing.fetch_add(1, Ordering::SeqCst) >= MAX_REFUSING {
         refusing.fetch_sub(1, Ordering::SeqCst);
         return; // dropped: closed without a word
     }
     let (shared, refusing) = (Arc::clone(shared), Arc::clone(refusing));
     tokio::spawn(async move {
-        refuse::refuse(stream, ip, status, &shared.log).await;
+        refuse::busy(stream, ip, &shared.log).await;
         refusing.fetch_sub(1, Ordering::SeqCst);
     });
 }
@@ -153,9 +147,9 @@ fn turn_away(
 /// one has errors or serves a tree the service must not serve. Connections
 /// keep running on the configuration they started with until their next
 /// request.
-async fn reload(shared: &Arc<Shared>, home: &Home, dropped: Option<&Account>) {
-    let home2 = home.clone();
-    let loaded = match tokio::task::spawn_blocking(move || config::load(&home2)).await {
+async fn reload(shared: &Arc<Shared>, home: &Arc<HeldHome>, dropped: Option<&Account>) {
+    let home2 = Arc::clone(home);
+    let loaded = match tokio::task::spawn_blocking(move || home2.load()).await {
         Ok(loaded) => loaded,
         Err(e) => {
             say(&format!(
