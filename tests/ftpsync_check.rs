@@ -87,13 +87,19 @@ impl Site {
     }
 
     /// The rsync calls the wrapper saw that synced (not `--version`, not probes).
+    /// The rsync runs that transfer: not `--version`, `-test`'s `--list-only`,
+    /// nor the shrink guard's local count (a dry run ending in
+    /// `--log-file-format=`, which reads only the mirror).
     fn synced_argvs(&self) -> Vec<Vec<String>> {
         let text = std::fs::read_to_string(self.root().join("argv")).unwrap_or_default();
         let wrapper = self.root().join("rsync-wrapper").display().to_string();
         text.split("---\n")
             .map(|run| run.lines().map(str::to_string).collect::<Vec<_>>())
             .filter(|run| !run.is_empty())
-            .filter(|run| !run.iter().any(|a| a == "--version" || a == "--list-only"))
+            .filter(|run| {
+                !run.iter()
+                    .any(|a| a == "--version" || a == "--list-only" || a == "--log-file-format=")
+            })
             .map(|run| std::iter::once(wrapper.clone()).chain(run).collect())
             .collect()
     }
