@@ -15,7 +15,7 @@
 //!   (`nobody` without one, as rsync's daemon) before it listens; then it
 //!   refuses served trees its account could write or not read (warns, when
 //!   not started as root). It keeps its home open to read the configuration
-//!   again on reload ([`held_home`]).
+//!   again on reload (`held_home`).
 //! - Log: `HOME/logs/dtp-access.log`, one line per request or refusal; service
 //!   messages on standard error (`logs/dtp-service.log` under `-service`).
 //!
