@@ -674,8 +674,8 @@ fn set_mtime(path: &Path, time: std::time::SystemTime) {
 
 /// hook1..hook4 run at ftpsync's points of a DTP sync (hook2 between the
 /// stages sees the old Release), and a Debian-style mirror gets our trace
-/// file after every sync, kept across later syncs though the upstream does
-/// not list it.
+/// file after every sync that changed it, kept across later syncs though the
+/// upstream does not list it; an unchanged upstream touches nothing.
 #[test]
 fn hooks_run_at_ftpsyncs_points_and_the_trace_is_written() {
     let host = DtpHost::start(&["repo"], 0);
@@ -734,6 +734,29 @@ fn hooks_run_at_ftpsyncs_points_and_the_trace_is_written() {
         assert_eq!(entry.sha256, Some(digest), "{rel:?}");
         assert_eq!(entry.size, bytes.len() as u64, "{rel:?}");
     }
+
+    // An unchanged upstream leaves the tree as it is, as ftpsync-cron does:
+    // our trace and the installed manifest stay byte for byte (rewriting the
+    // manifest would cost a pass over every entry); hooks 1 and 4 still run.
+    let before = archive::tree_snapshot(&save);
+    let manifest_mtime = std::fs::metadata(save.join("data.dsync"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    std::fs::write(&order, "").unwrap();
+    let out = dsync(&home).args(["-sync", "repo"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", log());
+    assert!(log().contains("nothing changed upstream"), "{}", log());
+    let diff = archive::snapshot_diff(&before, &archive::tree_snapshot(&save));
+    assert!(diff.is_empty(), "{}", diff.join("\n"));
+    assert_eq!(
+        std::fs::metadata(save.join("data.dsync"))
+            .unwrap()
+            .modified()
+            .unwrap(),
+        manifest_mtime
+    );
+    assert_eq!(std::fs::read_to_string(&order).unwrap(), "1\n4\n");
 
     // The next revision: hook2 still sees revision 1's Release; our trace stays.
     let release1 = std::fs::read(save.join("dists/bookworm/Release")).unwrap();

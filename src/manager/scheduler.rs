@@ -142,6 +142,15 @@ fn ready(queue: Vec<&Repo>, force: bool) -> (Vec<&Repo>, usize) {
     (queue, refused)
 }
 
+/// How often finished workers are looked for. A no-op sync (an unchanged
+/// DTP upstream) takes tens of milliseconds, so a young worker is watched
+/// closely; long syncs need no such haste.
+const POLL_YOUNG: Duration = Duration::from_millis(5);
+const POLL: Duration = Duration::from_millis(50);
+const YOUNG: Duration = Duration::from_secs(2);
+/// How often the progress display is redrawn.
+const TICK: Duration = Duration::from_millis(100);
+
 /// Run `queue` with at most `syncps` workers at once; returns how many failed.
 fn run_queue(home: &Home, global: &Global, queue: Vec<&Repo>) -> usize {
     let mut display = Display::new(&home.run_dir());
@@ -149,6 +158,7 @@ fn run_queue(home: &Home, global: &Global, queue: Vec<&Repo>) -> usize {
     let mut running: Vec<Running> = Vec::new();
     let mut failed = 0;
     let mut started = 0usize;
+    let mut last_tick = Instant::now();
     loop {
         let stopping = crate::signals::received().is_some();
         while !stopping && running.len() < global.syncps.max(1) {
@@ -176,9 +186,17 @@ fn run_queue(home: &Home, global: &Global, queue: Vec<&Repo>) -> usize {
         if running.is_empty() {
             return failed;
         }
-        display.tick();
+        let before = running.len();
+        if last_tick.elapsed() >= TICK {
+            display.tick();
+            last_tick = Instant::now();
+        }
         failed += reap(home, global, &mut running, &mut display);
-        std::thread::sleep(Duration::from_millis(50));
+        // A finished worker is replaced (or the run ends) at once, not a nap later.
+        if running.len() == before {
+            let young = running.iter().any(|j| j.started.elapsed() < YOUNG);
+            std::thread::sleep(if young { POLL_YOUNG } else { POLL });
+        }
     }
 }
 

@@ -391,7 +391,14 @@ impl<'a> Worker<'a> {
             }
         };
         if summary.unchanged {
+            // Like ftpsync-cron, an unchanged upstream leaves the tree as it is:
+            // a new trace would make the installed manifest lie, and mending it
+            // costs a pass over every entry (the status files say we looked).
             self.log.line("DTP: nothing changed upstream");
+            return match self.hook(4) {
+                Ok(()) => (Ok(()), false),
+                Err(failed) => (Err(failed), false),
+            };
         } else {
             self.log.line(&format!(
                 "DTP: {} entries, fetched {} files ({} bytes), deleted {}",
@@ -424,8 +431,7 @@ impl<'a> Worker<'a> {
     }
 
     /// A Debian-style tree (one with `project/trace/`) gets our trace file and
-    /// `_hierarchy`, as ftpsync writes them, after every successful sync; a
-    /// checker then sees when we last looked, even when nothing changed.
+    /// `_hierarchy`, as ftpsync writes them, after every sync that changed it.
     fn write_trace(&self, info: &crate::trace::TraceInfo) {
         let save = &self.repo.save;
         if !save.join(crate::trace::TRACE_DIR).is_dir() {
