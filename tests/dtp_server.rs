@@ -31,6 +31,15 @@ fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
 
+/// Root, or say loudly that `test` is skipped and why.
+fn root_or_skip(test: &str) -> bool {
+    let root = is_root();
+    if !root {
+        eprintln!("SKIPPED {test}: the tests do not run as root");
+    }
+    root
+}
+
 /// The unprivileged account services started as root become.
 const SERVICE_USER: &str = "nobody";
 
@@ -851,11 +860,7 @@ fn startup_writes_a_hardened_unit() {
 /// its ExecStart run under the unit's bounding set and no_new_privs.
 #[test]
 fn startup_as_root_writes_a_unit_that_starts_and_drops_to_nobody() {
-    if !is_root() {
-        eprintln!(
-            "SKIPPED startup_as_root_writes_a_unit_that_starts_and_drops_to_nobody: \
-             the tests do not run as root"
-        );
+    if !root_or_skip("startup_as_root_writes_a_unit_that_starts_and_drops_to_nobody") {
         return;
     }
     let mut host = Host::new();
@@ -1105,11 +1110,7 @@ fn rsyncd_default_gid() -> u32 {
 
 #[test]
 fn as_root_without_dtp_user_the_service_runs_as_nobody_as_rsyncd() {
-    if !is_root() {
-        eprintln!(
-            "SKIPPED as_root_without_dtp_user_the_service_runs_as_nobody_as_rsyncd: \
-             the tests do not run as root"
-        );
+    if !root_or_skip("as_root_without_dtp_user_the_service_runs_as_nobody_as_rsyncd") {
         return;
     }
     let (uid, gid) = (service_ids().0, rsyncd_default_gid());
@@ -1164,11 +1165,7 @@ fn as_root_without_dtp_user_the_service_runs_as_nobody_as_rsyncd() {
 
 #[test]
 fn as_root_without_dtp_user_a_tree_nobody_cannot_read_is_refused_saying_why() {
-    if !is_root() {
-        eprintln!(
-            "SKIPPED as_root_without_dtp_user_a_tree_nobody_cannot_read_is_refused_saying_why: \
-             the tests do not run as root"
-        );
+    if !root_or_skip("as_root_without_dtp_user_a_tree_nobody_cannot_read_is_refused_saying_why") {
         return;
     }
     let mut host = Host::new();
@@ -1209,11 +1206,7 @@ fn as_root_without_dtp_user_a_tree_nobody_cannot_read_is_refused_saying_why() {
 
 #[test]
 fn as_root_the_service_becomes_dtp_user_in_every_thread_serves_and_reloads() {
-    if !is_root() {
-        eprintln!(
-            "SKIPPED as_root_the_service_becomes_dtp_user_in_every_thread_serves_and_reloads: \
-             the tests do not run as root"
-        );
+    if !root_or_skip("as_root_the_service_becomes_dtp_user_in_every_thread_serves_and_reloads") {
         return;
     }
     let (uid, gid) = service_ids();
@@ -1354,11 +1347,7 @@ impl Drop for ReadOnlyBind {
 
 #[test]
 fn as_root_a_tree_the_service_user_can_write_or_not_read_is_refused() {
-    if !is_root() {
-        eprintln!(
-            "SKIPPED as_root_a_tree_the_service_user_can_write_or_not_read_is_refused: \
-             the tests do not run as root"
-        );
+    if !root_or_skip("as_root_a_tree_the_service_user_can_write_or_not_read_is_refused") {
         return;
     }
     let (uid, gid) = service_ids();

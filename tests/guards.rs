@@ -376,14 +376,7 @@ fn an_empty_upstream_leaves_an_ftpsync_mirror_intact_by_default() {
     // The operator who emptied it on purpose lets it through once.
     host.append("MIN_UPSTREAM_RATIO=0");
     let out = host.run();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}
-{}",
-        text(&out),
-        host.log()
-    );
+    assert_eq!(out.status.code(), Some(0), "{}\n{}", text(&out), host.log());
     assert!(!mirror.join("pool").exists(), "the pool should be gone");
 }
 
@@ -406,14 +399,7 @@ fn narrowing_arch_include_does_not_trip_the_default_shrink_guard() {
 
     host.append("ARCH_INCLUDE=\"amd64 source\"");
     let out = host.run();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}
-{}",
-        text(&out),
-        host.log()
-    );
+    assert_eq!(out.status.code(), Some(0), "{}\n{}", text(&out), host.log());
     let kept = files_under(&mirror);
     // The premise: counting every file of the mirror would have refused.
     assert!(kept * 2 < all, "kept {kept} of {all}");
