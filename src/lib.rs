@@ -21,6 +21,7 @@ pub mod dtp;
 pub mod exit;
 pub mod ftpsync;
 pub mod host;
+pub mod keyvalue;
 pub mod lock;
 pub mod log;
 pub mod mail;

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use super::firewall::{self, Firewall};
 use super::list::{self, Repo};
 use super::motd;
-use crate::manager::diag::Diagnostic;
+use crate::diag::Diagnostic;
 use crate::manager::home::Home;
 use crate::manager::xync;
 

@@ -7,8 +7,8 @@ use std::path::Path;
 
 use ipnet::IpNet;
 
-use crate::manager::diag::Diagnostic;
-use crate::manager::xync::{Parsed, parse_line, raw_lines};
+use crate::diag::Diagnostic;
+use crate::keyvalue::{Parsed, parse_line, raw_lines};
 
 /// Who may connect.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use rustix::fs::{Mode, OFlags};
 
 use super::config::{self, Loaded};
-use crate::manager::diag::Diagnostic;
+use crate::diag::Diagnostic;
 use crate::manager::home::Home;
 
 /// Where a reload reads the configuration.

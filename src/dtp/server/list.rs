@@ -7,8 +7,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::manager::diag::Diagnostic;
-use crate::manager::xync::raw_lines;
+use crate::diag::Diagnostic;
+use crate::keyvalue::raw_lines;
 
 /// One served repository.
 #[derive(Debug, Clone, PartialEq, Eq)]

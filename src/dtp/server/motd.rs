@@ -4,8 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::manager::diag::Diagnostic;
-use crate::manager::xync::{Parsed, parse_line, raw_lines};
+use crate::diag::Diagnostic;
+use crate::keyvalue::{Parsed, parse_line, raw_lines};
 
 /// The key of motd.conf.
 pub const KEY: &str = "경로";
