@@ -20,8 +20,9 @@ use super::xync::{self, Global};
 use crate::exit;
 use crate::log::Log;
 
-/// The marker `-emoff` leaves in a stopped repository's folder.
-pub const EMOFF_MARKER: &str = ".dsync-emoff";
+/// The marker `-emoff` leaves in a stopped repository's folder; a name the
+/// DTP protocol defines (a manifest never lists it).
+pub use crate::dtp::manifest::EMOFF_MARKER;
 
 /// Entry point of the worker process: `dsync -home H __worker NAME [ADDRESS]`.
 pub fn main(home: &Home, name: &str, address: Option<&str>) -> u8 {

@@ -29,6 +29,10 @@ pub use format::read_header;
 pub use install::{install, install_bytes, remove_leftovers};
 pub use walk::{GenStats, generate, generate_with_stats};
 
+/// The marker a stopped repository's folder holds (`dsync -emoff` leaves it at
+/// the root): the protocol never lists it (see [`crate::dtp`]).
+pub const EMOFF_MARKER: &str = ".dsync-emoff";
+
 /// What an entry is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Kind {
@@ -245,7 +249,7 @@ pub fn is_excluded(path: &Path) -> bool {
     let at_root = [
         crate::dtp::MANIFEST.as_bytes(),
         cache::OLD_FILE.as_bytes(),
-        crate::manager::worker::EMOFF_MARKER.as_bytes(),
+        EMOFF_MARKER.as_bytes(),
     ];
     if at_root.contains(&first) || first.starts_with(TEMP_PREFIX.as_bytes()) {
         return true;
