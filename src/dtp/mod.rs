@@ -77,7 +77,6 @@
 
 pub mod client;
 pub mod escape;
-pub mod gendsync;
 pub mod manifest;
 pub mod server;
 pub mod service;

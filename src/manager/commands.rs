@@ -76,7 +76,7 @@ pub fn main(args: &[String]) -> u8 {
             exit::OK
         }
         Action::Worker { name, address } => worker::main(&home, &name, address.as_deref()),
-        Action::Gendsync => crate::dtp::gendsync::run(&home),
+        Action::Gendsync => super::dtp_host::gendsync::run(&home),
         Action::Service if options.foreground => service::foreground(&home),
         Action::Service => service::start(&home),
         Action::StopService => service::stop(&home),

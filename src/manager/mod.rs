@@ -12,6 +12,7 @@
 pub mod check;
 pub mod commands;
 pub mod diag;
+pub mod dtp_host;
 pub mod emoff;
 pub mod ftpsync_check;
 pub mod general;

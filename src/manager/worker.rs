@@ -282,7 +282,7 @@ impl<'a> Worker<'a> {
     /// sync installs its upstream's verified manifest instead). A failure here
     /// is logged; the sync itself succeeded.
     fn publish(&self) {
-        match crate::dtp::gendsync::after_sync(self.home, self.repo) {
+        match super::dtp_host::gendsync::after_sync(self.home, self.repo) {
             Ok(summary) => self.log.line(&format!("manifest: {summary}")),
             Err(e) => self.log.line(&format!("manifest not written: {e}")),
         }

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use rustix::fs::{FlockOperation, flock};
 
-use super::manifest::{self, GenStats};
+use crate::dtp::manifest::{self, GenStats};
 use crate::exit;
 use crate::manager::home::Home;
 use crate::manager::repo::{self, Repo};
@@ -68,7 +68,7 @@ pub fn after_sync(home: &Home, repo: &Repo) -> Result<String, String> {
     manifest::install(&repo.save, &m).map_err(|e| {
         format!(
             "cannot write {}: {e}",
-            repo.save.join(super::MANIFEST).display()
+            repo.save.join(crate::dtp::MANIFEST).display()
         )
     })?;
     let GenStats {
