@@ -79,7 +79,6 @@ pub mod client;
 pub mod escape;
 pub mod manifest;
 pub mod server;
-pub mod service;
 
 /// The manifest's file name, at the root of every served repository.
 pub const MANIFEST: &str = "data.dsync";

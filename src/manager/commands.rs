@@ -7,10 +7,10 @@ use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::process::Command;
 
+use super::dtp_host::{service, startup};
 use super::home::Home;
 use super::scheduler::{self, Selection};
 use super::{check, emoff, logs, worker};
-use crate::dtp::service;
 use crate::exit;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,7 +81,7 @@ pub fn main(args: &[String]) -> u8 {
         Action::Service => service::start(&home),
         Action::StopService => service::stop(&home),
         Action::Reload => service::reload(&home),
-        Action::Startup => service::startup(&home),
+        Action::Startup => startup::startup(&home),
     }
 }
 

@@ -1,16 +1,16 @@
-//! The host's whole configuration, read and checked at once: `HOME/dtp/`
-//! (list, firewall, motd) and the `webroot=` and `dtp-*` keys of xync.conf.
+//! The host's whole configuration, read and checked at once: the host files
+//! ([`Files`]: list, firewall, motd) and the [`Settings`] given as values
+//! (dsync's home layer reads them from xync.conf).
 
-use std::io::{self, Write};
+use std::io;
 use std::net::{Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::firewall::{self, Firewall};
 use super::list::{self, Repo};
 use super::motd;
 use crate::diag::Diagnostic;
-use crate::manager::home::Home;
-use crate::manager::xync;
 
 /// Everything the service needs to know; replaced as a whole on reload.
 #[derive(Debug, Clone)]
@@ -42,82 +42,88 @@ pub struct Loaded {
     pub warnings: Vec<Diagnostic>,
 }
 
-/// The host files, as the first `-service` writes them (`etc/dtp/`).
-pub const SAMPLES: &[(&str, &str)] = &[
-    ("list.conf", include_str!("../../../etc/dtp/list.conf")),
-    (
-        "firewall.conf",
-        include_str!("../../../etc/dtp/firewall.conf"),
-    ),
-    ("motd.conf", include_str!("../../../etc/dtp/motd.conf")),
-];
+/// Reads the whole configuration below a folder, the service's home: the
+/// one given to [`super::serve`], or, once root is dropped, the path of a
+/// descriptor held open on it (`held_home`). The service calls it on every
+/// reload; its caller, who knows which files are where, provides it.
+pub type Loader = Arc<dyn Fn(&Path) -> Result<Loaded, Vec<Diagnostic>> + Send + Sync>;
 
-/// `HOME/dtp`
-pub fn dtp_dir(home: &Home) -> PathBuf {
-    home.root.join("dtp")
+/// Where the host files are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Files {
+    /// The served repositories ([`list`]).
+    pub list: PathBuf,
+    /// The addresses allowed ([`firewall`]).
+    pub firewall: PathBuf,
+    /// Where the motd is ([`motd`]).
+    pub motd: PathBuf,
 }
 
-/// Create `HOME/dtp/` and each missing host file from its sample; returns the
-/// files created.
-pub fn ensure_files(home: &Home) -> io::Result<Vec<PathBuf>> {
-    let dir = dtp_dir(home);
-    std::fs::create_dir_all(&dir)?;
-    let mut created = Vec::new();
-    for (name, text) in SAMPLES {
-        let path = dir.join(name);
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-        {
-            Ok(mut file) => {
-                file.write_all(text.as_bytes())?;
-                created.push(path);
-            }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(e),
+impl Files {
+    /// `list.conf`, `firewall.conf` and `motd.conf` in `dir`.
+    pub fn in_dir(dir: &Path) -> Files {
+        Files {
+            list: dir.join("list.conf"),
+            firewall: dir.join("firewall.conf"),
+            motd: dir.join("motd.conf"),
         }
     }
-    Ok(created)
 }
 
-/// Read every file. Any error (in these files or xync.conf) refuses the
-/// whole: the service must not run with a configuration other than written.
-pub fn load(home: &Home) -> Result<Loaded, Vec<Diagnostic>> {
-    let (global, mut diags) = xync::load(&home.xync_conf());
-    let dir = dtp_dir(home);
-    let text = |name: &str, diags: &mut Vec<Diagnostic>| read(&dir.join(name), diags);
+/// The settings that are not host files (dsync reads them from the
+/// `webroot=` and `dtp-*` keys of its xync.conf), as values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// The folder the lines of `list.conf` are below.
+    pub webroot: Option<PathBuf>,
+    /// See [`Config::listen`].
+    pub listen: SocketAddr,
+    /// See [`Config::maxconn`].
+    pub maxconn: usize,
+    /// See [`Config::bwlimit`].
+    pub bwlimit: Option<u64>,
+    /// See [`Config::user`].
+    pub user: Option<String>,
+}
 
-    let list_path = dir.join("list.conf");
-    let list_text = text("list.conf", &mut diags);
-    let (repos, d) = list::parse(&list_path, &list_text, global.webroot.as_deref());
+/// Read the host files `files` and make the configuration of them and
+/// `settings`. `diags` are the problems already found where the settings
+/// come from. Any error, there or in these files, refuses the whole: the
+/// service must not run with a configuration other than written.
+pub fn load(
+    files: &Files,
+    settings: Settings,
+    mut diags: Vec<Diagnostic>,
+) -> Result<Loaded, Vec<Diagnostic>> {
+    let list_path = &files.list;
+    let list_text = read(list_path, &mut diags);
+    let (repos, d) = list::parse(list_path, &list_text, settings.webroot.as_deref());
     diags.extend(d);
-    if repos.is_empty() && !diags.iter().any(|d| d.file == list_path) {
+    if repos.is_empty() && !diags.iter().any(|d| d.file == *list_path) {
         diags.push(Diagnostic::warning(
-            &list_path,
+            list_path,
             0,
             "no repository is listed: the service serves nothing",
             "write the folders to serve below webroot=, one per line (e.g. /debian); then dsync -reload",
         ));
     }
 
-    let fw_text = text("firewall.conf", &mut diags);
-    let (firewall, d) = firewall::parse(&dir.join("firewall.conf"), &fw_text);
+    let fw_text = read(&files.firewall, &mut diags);
+    let (firewall, d) = firewall::parse(&files.firewall, &fw_text);
     diags.extend(d);
 
-    let motd_text = text("motd.conf", &mut diags);
-    let (motd, d) = motd::resolve(&dir.join("motd.conf"), &motd_text);
+    let motd_text = read(&files.motd, &mut diags);
+    let (motd, d) = motd::resolve(&files.motd, &motd_text);
     diags.extend(d);
 
-    let listen = parse_listen(&global.dtp_listen).unwrap_or_else(default_listen);
     let config = Config {
         repos,
         firewall,
         motd,
-        listen,
-        maxconn: global.dtp_maxconn,
-        bwlimit: (global.dtp_bwlimit > 0).then(|| global.dtp_bwlimit.saturating_mul(1024)),
-        user: global.dtp_user,
+        listen: settings.listen,
+        maxconn: settings.maxconn,
+        bwlimit: settings.bwlimit,
+        user: settings.user,
     };
     if diags.iter().any(Diagnostic::is_error) {
         Err(diags)
@@ -136,10 +142,6 @@ pub fn parse_listen(value: &str) -> Option<SocketAddr> {
         return Some(SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)));
     }
     value.parse().ok()
-}
-
-fn default_listen() -> SocketAddr {
-    parse_listen(xync::DTP_LISTEN_DEFAULT).expect("the default parses")
 }
 
 /// A host file's text; a missing file is empty (its defaults), an unreadable
@@ -172,8 +174,19 @@ fn read(path: &Path, diags: &mut Vec<Diagnostic>) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// The settings of an xync.conf that sets nothing but `webroot`.
+    pub(crate) fn settings(webroot: Option<&Path>) -> Settings {
+        Settings {
+            webroot: webroot.map(Path::to_path_buf),
+            listen: SocketAddr::from((Ipv6Addr::UNSPECIFIED, crate::dtp::DEFAULT_PORT)),
+            maxconn: 64,
+            bwlimit: None,
+            user: None,
+        }
+    }
 
     #[test]
     fn listen_forms() {
@@ -187,65 +200,5 @@ mod tests {
             assert_eq!(parse_listen(text), Some(want.parse().unwrap()), "{text}");
         }
         assert_eq!(parse_listen("everywhere"), None);
-        assert_eq!(default_listen().port(), crate::dtp::DEFAULT_PORT);
-    }
-
-    #[test]
-    fn samples_are_written_once_and_parse_clean() {
-        let dir = tempfile::tempdir().unwrap();
-        let home = Home::locate(Some(dir.path()));
-        let created = ensure_files(&home).unwrap();
-        assert_eq!(created.len(), 3);
-        assert!(ensure_files(&home).unwrap().is_empty());
-        std::fs::write(
-            home.xync_conf(),
-            format!("webroot={}\n", dir.path().display()),
-        )
-        .unwrap();
-        let loaded = load(&home).unwrap();
-        assert!(loaded.config.repos.is_empty() && loaded.config.firewall.is_open());
-        assert_eq!(loaded.config.maxconn, 64);
-        assert_eq!(loaded.config.bwlimit, None);
-        // Only "nothing listed", and possibly this machine's rsyncd motd.
-        assert!(
-            loaded
-                .warnings
-                .iter()
-                .any(|d| d.message.contains("no repository"))
-        );
-    }
-
-    #[test]
-    fn errors_of_every_file_are_gathered() {
-        let dir = tempfile::tempdir().unwrap();
-        let home = Home::locate(Some(dir.path()));
-        let d = dtp_dir(&home);
-        std::fs::create_dir_all(&d).unwrap();
-        std::fs::create_dir_all(dir.path().join("web/debian")).unwrap();
-        std::fs::write(
-            home.xync_conf(),
-            format!("webroot={}/web\ndtp-bwlimit=8\n", dir.path().display()),
-        )
-        .unwrap();
-        std::fs::write(d.join("list.conf"), "debian\n").unwrap();
-        std::fs::write(d.join("firewall.conf"), "allow=127.0.0.1\n").unwrap();
-        let loaded = load(&home).unwrap();
-        assert_eq!(loaded.config.repos[0].name, "debian");
-        assert_eq!(loaded.config.bwlimit, Some(8192));
-        std::fs::write(d.join("firewall.conf"), "\nallow=300.1.1.1\n").unwrap();
-        std::fs::write(d.join("list.conf"), "../x\n").unwrap();
-        let errors = load(&home).unwrap_err();
-        let at: Vec<String> = errors
-            .iter()
-            .filter(|d| d.is_error())
-            .map(|d| {
-                format!(
-                    "{}:{}",
-                    d.file.file_name().unwrap().to_string_lossy(),
-                    d.line
-                )
-            })
-            .collect();
-        assert_eq!(at, ["list.conf:1", "firewall.conf:2"]);
     }
 }

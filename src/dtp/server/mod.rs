@@ -1,9 +1,14 @@
 //! The DTP host service: serves manifests and files read-only over HTTP/1.1.
 //!
-//! - Configuration ([`config`]): `HOME/dtp/list.conf`, `firewall.conf`,
-//!   `motd.conf`, and `webroot=`, `dtp-listen`, `dtp-maxconn`, `dtp-bwlimit` of
-//!   xync.conf. SIGHUP reads it all again (not `dtp-listen`); a configuration
-//!   with errors is logged and the old one kept.
+//! It knows no dsync home: its caller (dsync's `manager::dtp_host`) hands
+//! it plain values and paths ([`Host`]) and a [`Loader`] that reads the
+//! configuration again.
+//!
+//! - Configuration ([`config`]): the host files `list.conf`, `firewall.conf`,
+//!   `motd.conf` ([`Files`], parsed here) and the [`Settings`] `webroot`,
+//!   `listen`, `maxconn`, `bwlimit`, `user` (dsync's xync.conf). SIGHUP has the
+//!   [`Loader`] read it all again (not `listen`); a configuration with errors is
+//!   logged and the old one kept.
 //! - Safety: targets are checked raw and decoded ([`paths`]); files are opened
 //!   below the repository root with `openat2`, no symlink followed, regular
 //!   files only (`open`); our own temporary files are never served.
@@ -16,8 +21,8 @@
 //!   refuses served trees its account could write or not read (warns, when
 //!   not started as root). It keeps its home open to read the configuration
 //!   again on reload (`held_home`).
-//! - Log: `HOME/logs/dtp-access.log`, one line per request or refusal; service
-//!   messages on standard error (`logs/dtp-service.log` under `-service`).
+//! - Log: [`Host::access_log`], one line per request or refusal; service
+//!   messages on standard error.
 //!
 //! The environment shortens the timeouts for tests, in milliseconds:
 //! `DSYNC_DTP_HEADER_TIMEOUT_MS` (request head and idle keep-alive, default
@@ -49,11 +54,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub use config::{Config, Loaded, dtp_dir, ensure_files, load};
+pub use config::{Config, Files, Loaded, Loader, Settings, parse_listen};
 pub use listener::reachable;
 pub use privileges::{Account, Identity};
-
-use crate::manager::home::Home;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -89,9 +92,15 @@ impl ServeError {
     }
 }
 
-/// `HOME/logs/dtp-access.log`
-pub fn access_log_path(home: &Home) -> PathBuf {
-    home.logs_dir().join("dtp-access.log")
+/// Where the service keeps its files, and what reads its configuration.
+pub struct Host {
+    /// The folder the configuration is read below: what [`Host::load`] is
+    /// given, held open by a service about to drop root.
+    pub home: PathBuf,
+    /// Reads the configuration again on reload.
+    pub load: Loader,
+    /// The access log; its folder is created.
+    pub access_log: PathBuf,
 }
 
 /// Serve `config` until SIGTERM or SIGINT, as `identity` says. In this order:
@@ -99,7 +108,7 @@ pub fn access_log_path(home: &Home) -> PathBuf {
 /// file is written there), become `dtp-user` if started as root, check the
 /// served trees, and only then listen: a client connecting earlier is refused.
 pub fn serve(
-    home: &Home,
+    host: Host,
     config: Config,
     identity: Identity,
     on_bound: impl FnOnce(SocketAddr),
@@ -116,8 +125,14 @@ pub fn serve(
         .enable_all()
         .build()
         .map_err(ServeError::Runtime)?;
-    let log_path = access_log_path(home);
-    let log = std::fs::create_dir_all(home.logs_dir())
+    let Host {
+        home,
+        load,
+        access_log: log_path,
+    } = host;
+    let log = log_path
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
         .and_then(|()| access_log::AccessLog::open(&log_path))
         .map_err(|source| ServeError::AccessLog {
             path: log_path,
@@ -134,8 +149,8 @@ pub fn serve(
         on_bound(bound);
         // Opened while still root: a root's home may be closed to the account.
         let held = match &identity {
-            Identity::Drop(_) => held_home::HeldHome::open(home),
-            Identity::Stay => held_home::HeldHome::by_path(home),
+            Identity::Drop(_) => held_home::HeldHome::open(&home, load),
+            Identity::Stay => held_home::HeldHome::by_path(&home, load),
         };
         let dropped = match identity {
             Identity::Drop(account) => {

@@ -27,7 +27,6 @@ use nix::unistd::{self, Gid, Group, Uid, User};
 use rustix::fs::Access;
 
 use super::config::Config;
-use crate::manager::home::Home;
 
 /// The account `dtp-user` names, looked up while still root.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,13 +61,13 @@ pub fn is_root() -> bool {
 }
 
 /// Who the service is to be: as root, the account `dtp-user` names (refused
-/// when unset, unknown or root); otherwise whoever runs it. The error is the
+/// when unset, unknown or root); otherwise whoever runs it. `conf` is the
+/// file that sets `dtp-user` (xync.conf), for messages. The error is the
 /// whole message, its fix included.
-pub fn identity(home: &Home, config: &Config) -> Result<Identity, String> {
+pub fn identity(config: &Config, conf: &Path) -> Result<Identity, String> {
     if !is_root() {
         return Ok(Identity::Stay);
     }
-    let conf = home.xync_conf();
     let Some(spec) = config.user.as_deref() else {
         return default_account().map(Identity::Drop).map_err(|problem| {
             format!(
@@ -350,6 +349,12 @@ fn writable(dir: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dtp::server::config::{self, Files, Loaded, tests::settings};
+
+    /// The host files of `dir`, below `webroot`.
+    fn load(dir: &Path, webroot: Option<&Path>) -> Result<Loaded, Vec<crate::diag::Diagnostic>> {
+        config::load(&Files::in_dir(dir), settings(webroot), Vec::new())
+    }
 
     #[test]
     fn nobody_resolves_by_name_and_uid() {
@@ -384,8 +389,7 @@ mod tests {
     #[test]
     fn root_without_dtp_user_becomes_nobody_as_rsyncd() {
         let dir = tempfile::tempdir().unwrap();
-        let home = Home::locate(Some(dir.path()));
-        let mut config = super::super::config::load(&home)
+        let mut config = load(dir.path(), None)
             .map_or_else(|_| panic!("an empty home loads"), |loaded| loaded.config);
         config.user = None;
         let Ok(nobody) = default_account() else {
@@ -399,7 +403,7 @@ mod tests {
         if let Ok(Some(nogroup)) = Group::from_name("nogroup") {
             assert_eq!(nobody.gid, nogroup.gid.as_raw());
         }
-        match identity(&home, &config) {
+        match identity(&config, &dir.path().join("xync.conf")) {
             Ok(Identity::Stay) => assert!(!is_root()),
             Ok(Identity::Drop(account)) => {
                 assert!(is_root());
@@ -412,16 +416,11 @@ mod tests {
     #[test]
     fn a_writable_tree_is_a_warning_unless_dropped() {
         let dir = tempfile::tempdir().unwrap();
-        let home = Home::locate(Some(dir.path()));
         std::fs::create_dir_all(dir.path().join("web/debian")).unwrap();
-        std::fs::write(
-            home.xync_conf(),
-            format!("webroot={}/web\n", dir.path().display()),
-        )
-        .unwrap();
-        std::fs::create_dir_all(super::super::dtp_dir(&home)).unwrap();
-        std::fs::write(super::super::dtp_dir(&home).join("list.conf"), "debian\n").unwrap();
-        let config = super::super::config::load(&home).unwrap().config;
+        std::fs::write(dir.path().join("list.conf"), "debian\n").unwrap();
+        let config = load(dir.path(), Some(&dir.path().join("web")))
+            .unwrap()
+            .config;
         // Whoever runs this test created the folder: it can write it.
         let warned = check_trees(&config, false);
         assert!(warned.refusals.is_empty());
