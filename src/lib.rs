@@ -8,8 +8,12 @@
 //! - [`ftpsync`]: ftpsync's settings, rsync command lines and stage engine
 //! - [`rsync`], [`process`], [`signals`]: running rsync and other children safely
 //! - [`lock`], [`trace`], [`log`], [`mail`]: the files and reports around a sync
-//! - [`exit`]: the one table of exit codes; [`diag`]: problems found in config files
-//! - [`dtp`]: DTP, the manifest-based parallel transfer (host service and client)
+//! - [`exit`]: the one table of exit codes; [`diag`]: problems found in config files;
+//!   [`keyvalue`]: the `key=value` line syntax of dsync's config files
+//! - [`manager`]: the dsync layer, a home (`~/dxync`) of repositories synced on
+//!   schedule, and the DTP host commands run from it
+//! - [`dtp`]: DTP, the manifest-based parallel transfer (manifest, server,
+//!   client): a protocol layer below [`manager`], which it never imports
 //! - [`demo`]: `dsync demo`, a whole mirror setup on this machine, and the archive
 //!   generator it shares with the tests
 

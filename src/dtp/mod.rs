@@ -2,6 +2,15 @@
 //! of each served repository; a downstream compares it with its own tree and
 //! fetches only what differs, over many HTTP/1.1 connections at once.
 //!
+//! This is the protocol layer: [`manifest`], [`server`], [`client`] and
+//! [`escape`], usable as a library on their own. It imports nothing of dsync's
+//! home layer (`manager/`, which is above it) or of ftpsync mode, only the
+//! crate's shared pieces ([`crate::diag`], [`crate::keyvalue`], …); the server
+//! is handed paths and values, and a loader to read its configuration again.
+//! What needs the home (`-service`, `-stop-service`, `-reload`, `-startup`,
+//! `-gendsync`, `~/dxync/dtp/`) is `manager::dtp_host`; `tests/layering.rs`
+//! keeps it so.
+//!
 //! # Protocol, version 1
 //!
 //! ## The manifest `data.dsync`

@@ -7,7 +7,14 @@
 //! - [`worker`], [`scheduler`], [`general`]: running the syncs
 //! - [`check`], [`ftpsync_check`], [`plan`]: `dsync -test`, for the home and for
 //!   ftpsync setups, and what each repository will do
+//! - [`dtp_host`]: the DTP host run from the home: `-service`, `-stop-service`,
+//!   `-reload`, `-startup`, `-gendsync`, and the files of `HOME/dtp/`
 //! - [`commands`]: the `dsync` command line on top
+//!
+//! Layering: this layer uses the protocol layer [`crate::dtp`] (the worker
+//! syncs with its client, [`dtp_host`] runs its server and builds manifests)
+//! and never the other way round; both share the crate's lower pieces
+//! ([`crate::diag`], [`crate::keyvalue`]).
 
 pub mod check;
 pub mod commands;

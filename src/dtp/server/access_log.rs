@@ -1,4 +1,4 @@
-//! `HOME/logs/dtp-access.log`: one line per request, and per refused
+//! The access log (dsync's `HOME/logs/dtp-access.log`): one line per request, and per refused
 //! connection: time, client address, method, target as sent, status, body
 //! bytes sent, duration.
 //!
