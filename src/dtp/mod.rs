@@ -81,7 +81,7 @@
 //! ## Privileges
 //! The service never serves as root: started as root it binds, opens its
 //! access log and writes its pid file, then becomes `dtp-user=` of xync.conf
-//! for good (none set: it does not start). It refuses a served folder its
+//! for good (none set: `nobody`/`nogroup`, as rsync's daemon). It refuses a served folder its
 //! account can write or cannot read (started as another user: a warning).
 
 pub mod client;
