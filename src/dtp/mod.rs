@@ -86,3 +86,6 @@ pub mod service;
 pub const MANIFEST: &str = "data.dsync";
 /// The port a DTP URL without one means.
 pub const DEFAULT_PORT: u16 = 47921;
+/// The header on a manifest's answer saying the host serves batches
+/// (protocol 1.1), with its limits: `files=N, bytes=M`.
+pub const BATCH_HEADER: &str = "dtp-batch";

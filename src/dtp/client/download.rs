@@ -14,6 +14,7 @@ use futures_util::StreamExt;
 use rustix::fs::{Mode, OFlags};
 use sha2::{Digest, Sha256};
 
+use super::batch::{self, Job};
 use super::diff::file_mode;
 use super::error::ClientError;
 use super::fetch::{Fetcher, Start, network};
@@ -37,7 +38,7 @@ pub struct Fetched {
 }
 
 /// Tries per file for network trouble (resuming each time) before the sync fails.
-const TRIES: u32 = 4;
+pub(super) const TRIES: u32 = 4;
 
 /// Fetch `entries` with up to `connections` at a time. The first failure
 /// stops the stage (downloads in flight keep their parts, for the next run).
@@ -53,11 +54,15 @@ pub async fn fetch_all(
     let total = entries.len();
     let mut done = Fetched::default();
     let mut last_report = Instant::now();
-    let mut downloads = futures_util::stream::iter(
-        entries
-            .iter()
-            .map(|entry| async move { fetch_one(fetcher, root, entry, finish, log).await }),
-    )
+    let jobs = batch::jobs(entries, fetcher.batch_limits(), connections);
+    let mut downloads = futures_util::stream::iter(jobs.into_iter().map(|job| async move {
+        match job {
+            Job::One(entry) => fetch_one(fetcher, root, entry, finish, log)
+                .await
+                .map(|bytes| Fetched { files: 1, bytes }),
+            Job::Batch(entries) => batch::fetch(fetcher, root, &entries, finish, log).await,
+        }
+    }))
     .buffer_unordered(connections.max(1));
     // A signal stops the downloads in flight too (a big file may take hours);
     // their part files stay, to be resumed by the next run.
@@ -75,8 +80,9 @@ pub async fn fetch_all(
                 continue;
             }
         };
-        done.bytes += result?;
-        done.files += 1;
+        let got = result?;
+        done.bytes += got.bytes;
+        done.files += got.files;
         if last_report.elapsed() >= Duration::from_secs(30) {
             last_report = Instant::now();
             log(&format!(
@@ -89,7 +95,7 @@ pub async fn fetch_all(
 }
 
 /// One file, tried again on network trouble; returns the bytes transferred.
-async fn fetch_one(
+pub(super) async fn fetch_one(
     fetcher: &Fetcher,
     root: &Root,
     entry: &Entry,
@@ -181,13 +187,7 @@ async fn attempt_once(
         while let Some(chunk) = response.chunk().await.map_err(|e| network(&url, &e))? {
             if have + chunk.len() as u64 > entry.size {
                 discard(&dir, &part);
-                return Err(Failure::Fatal(ClientError::Verify {
-                    path: rel.display().to_string(),
-                    reason: format!(
-                        "the host sent more than the {} bytes the manifest lists",
-                        entry.size
-                    ),
-                }));
+                return Err(Failure::Fatal(too_long(entry)));
             }
             file.write_all(&chunk)
                 .map_err(|e| ClientError::local(part_path(), "write", e))?;
@@ -203,28 +203,65 @@ async fn attempt_once(
             }));
         }
     }
-    let got: [u8; 32] = hasher.finalize().into();
-    if Some(got) != entry.sha256 {
+    if let Err(e) = verify(entry, hasher) {
         discard(&dir, &part);
-        if resumed {
-            return Err(Failure::StalePart);
-        }
-        return Err(Failure::Fatal(ClientError::Verify {
-            path: rel.display().to_string(),
-            reason: format!(
-                "its SHA-256 is {}, the manifest says {}",
-                hex(&got),
-                entry.sha256.map_or_else(|| "nothing".into(), |h| hex(&h))
-            ),
-        }));
+        return Err(if resumed {
+            Failure::StalePart
+        } else {
+            Failure::Fatal(e)
+        });
     }
+    place(root, &dir, (&part, name), file, entry, finish)?;
+    Ok(())
+}
+
+/// Does the hash of what was received match the manifest's?
+pub(super) fn verify(entry: &Entry, hasher: Sha256) -> Result<(), ClientError> {
+    let got: [u8; 32] = hasher.finalize().into();
+    if Some(got) == entry.sha256 {
+        return Ok(());
+    }
+    Err(ClientError::Verify {
+        path: entry.path.display().to_string(),
+        reason: format!(
+            "its SHA-256 is {}, the manifest says {}",
+            hex(&got),
+            entry.sha256.map_or_else(|| "nothing".into(), |h| hex(&h))
+        ),
+    })
+}
+
+/// The host sent more than the manifest lists.
+pub(super) fn too_long(entry: &Entry) -> ClientError {
+    ClientError::Verify {
+        path: entry.path.display().to_string(),
+        reason: format!(
+            "the host sent more than the {} bytes the manifest lists",
+            entry.size
+        ),
+    }
+}
+
+/// A verified part gets its mode and mtime, and in stage one its name.
+pub(super) fn place(
+    root: &Root,
+    dir: &OwnedFd,
+    (part, name): (&OsStr, &OsStr),
+    file: File,
+    entry: &Entry,
+    finish: Finish,
+) -> Result<(), ClientError> {
+    let rel = &entry.path;
     let fd = OwnedFd::from(file);
     rustix::fs::fchmod(&fd, Mode::from_raw_mode(file_mode(entry)))
         .and_then(|()| rustix::fs::futimens(&fd, &safe::times(entry.mtime)))
-        .map_err(|e| ClientError::local(part_path(), "set the mode and mtime of", e.into()))?;
+        .map_err(|e| {
+            let at = root.path().join(rel.with_file_name(part));
+            ClientError::local(at, "set the mode and mtime of", e.into())
+        })?;
     drop(fd);
     if finish == Finish::Rename {
-        safe::replace(dir.as_fd(), &part, name)
+        safe::replace(dir.as_fd(), part, name)
             .map_err(|e| ClientError::local(root.path().join(rel), "rename into", e))?;
     }
     Ok(())
@@ -272,6 +309,17 @@ async fn open_part(dir: &OwnedFd, part: &OsStr, size: u64) -> std::io::Result<(F
     Ok((create_part(dir, part)?, 0, Sha256::new()))
 }
 
+/// An empty part, whatever an earlier run left by that name.
+pub(super) fn new_part(dir: &OwnedFd, part: &OsStr) -> std::io::Result<File> {
+    match create_part(dir, part) {
+        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+            safe::remove_any(dir.as_fd(), part)?;
+            create_part(dir, part)
+        }
+        other => other,
+    }
+}
+
 fn create_part(dir: &OwnedFd, part: &OsStr) -> std::io::Result<File> {
     let fd = rustix::fs::openat(
         dir,
@@ -298,7 +346,7 @@ fn hash_prefix(mut file: File) -> std::io::Result<(File, u64, Sha256)> {
     Ok((file, len, hasher))
 }
 
-fn discard(dir: &OwnedFd, part: &OsStr) {
+pub(super) fn discard(dir: &OwnedFd, part: &OsStr) {
     let _ = rustix::fs::unlinkat(dir, part, rustix::fs::AtFlags::empty());
 }
 

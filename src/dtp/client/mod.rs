@@ -25,6 +25,7 @@
 //! stages can be checked.
 
 mod apply;
+mod batch;
 mod diff;
 mod download;
 mod error;

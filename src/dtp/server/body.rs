@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
-use futures_util::TryStreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Empty, Full, StreamBody};
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
@@ -48,14 +48,37 @@ struct Reading {
 
 /// `len` bytes of `file` from `offset`, read in chunks off the async threads.
 pub fn file(file: File, offset: u64, len: u64, throttle: Throttle) -> Body {
+    StreamBody::new(chunks(file, offset, len, throttle).map_ok(Frame::data)).boxed_unsync()
+}
+
+/// A batch (protocol 1.1): each file as its length (8 bytes, big-endian)
+/// then `length` bytes of it, in the order given.
+pub fn files(files: Vec<(File, u64)>, throttle: Throttle) -> Body {
+    let stream = futures_util::stream::iter(files).flat_map(move |(file, len)| {
+        let prefix = Bytes::copy_from_slice(&len.to_be_bytes());
+        futures_util::stream::once(async move { Ok(prefix) }).chain(chunks(
+            file,
+            0,
+            len,
+            throttle.clone(),
+        ))
+    });
+    StreamBody::new(stream.map_ok(Frame::data)).boxed_unsync()
+}
+
+fn chunks(
+    file: File,
+    offset: u64,
+    len: u64,
+    throttle: Throttle,
+) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send + 'static {
     let state = Reading {
         file: Arc::new(file),
         offset,
         remaining: len,
         throttle,
     };
-    let stream = futures_util::stream::try_unfold(state, next_chunk);
-    StreamBody::new(stream.map_ok(Frame::data)).boxed_unsync()
+    futures_util::stream::try_unfold(state, next_chunk)
 }
 
 async fn next_chunk(mut st: Reading) -> std::io::Result<Option<(Bytes, Reading)>> {
