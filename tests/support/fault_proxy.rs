@@ -70,11 +70,12 @@ fn pump_pair(client: TcpStream, server: TcpStream, fault: Fault, fired: Arc<Atom
 fn requests(mut from: TcpStream, mut to: TcpStream, posted: &AtomicBool) {
     let mut buf = vec![0; 64 * 1024];
     while let Ok(n) = from.read(&mut buf) {
-        if n == 0 || to.write_all(&buf[..n]).is_err() {
-            break;
-        }
+        // Noted before it is forwarded: the answer may come back at once.
         if buf[..n].windows(5).any(|w| w == b"POST ") {
             posted.store(true, Ordering::SeqCst);
+        }
+        if n == 0 || to.write_all(&buf[..n]).is_err() {
+            break;
         }
     }
     let _ = to.shutdown(Shutdown::Write);

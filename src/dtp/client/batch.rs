@@ -5,31 +5,28 @@
 //! that breaks off is asked again from the first file that did not arrive;
 //! a host without batches gets per-file requests.
 
-use std::ffi::OsStr;
-use std::io::Write;
-use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bytes::Bytes;
-use sha2::{Digest, Sha256};
+use tokio::sync::mpsc::Sender;
 
-use super::download::{
-    Fetched, Finish, TRIES, discard, fetch_one, new_part, place, too_long, verify,
-};
+use super::download::{Fetched, Finish, TRIES, fetch_one, too_long};
 use super::error::ClientError;
 use super::fetch::{Fetcher, network};
-use super::safe::{self, Root};
+use super::safe::Root;
+use super::writer::{self, Received};
 use crate::dtp::manifest::Entry;
 
 pub use crate::dtp::BATCH_HEADER as HEADER;
 
 /// Files larger than this keep a request of their own (and Range resume).
-pub const SMALL: u64 = 1 << 20;
+pub const SMALL: u64 = 256 << 10;
+/// Whole files read ahead of the writer, per batch: bounds memory.
+const IN_FLIGHT: usize = 8;
 /// The most we ask for at once, whatever a host allows.
 const MAX_FILES: usize = 256;
-const MAX_BYTES: u64 = 8 << 20;
+const MAX_BYTES: u64 = 4 << 20;
 
 /// A host's batch limits, from its [`HEADER`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,6 +180,7 @@ async fn per_file(
 }
 
 /// One request for `entries`; `arrived` counts those verified and placed.
+/// A writer thread writes while this reads the stream (see `writer`).
 async fn once(
     fetcher: &Fetcher,
     root: &Root,
@@ -201,55 +199,52 @@ async fn once(
         response,
         buf: Bytes::new(),
     };
-    let mut dirs = Dirs::default();
+    let own = root
+        .try_clone()
+        .map_err(|e| ClientError::local(root.path(), "open", e))?;
+    let (tx, rx) = tokio::sync::mpsc::channel(IN_FLIGHT);
+    let writer = tokio::task::spawn_blocking(move || writer::run(own, finish, rx));
+    let read = read_files(&mut stream, entries, &tx).await;
+    drop(tx);
+    let (placed, failed) = writer
+        .await
+        .map_err(|e| ClientError::Setup(format!("the writer of a batch failed: {e}")))?;
+    *arrived = placed.files as usize;
+    done.files += placed.files;
+    done.bytes += placed.bytes;
+    match failed {
+        Some(e) => Err(Failure::Fatal(e)),
+        None => read,
+    }
+}
+
+/// Each file of the stream, whole, to the writer; stops early when the
+/// writer has (its failure is the one to report).
+async fn read_files(
+    stream: &mut Stream,
+    entries: &[&Entry],
+    tx: &Sender<Received>,
+) -> Result<(), Failure> {
     for entry in entries {
         let len = stream.length().await?;
         if len > entry.size {
             return Err(Failure::Fatal(too_long(entry)));
         }
-        let (dir, name) = dirs.parent(root, &entry.path)?;
-        receive(&mut stream, root, (dir, name), entry, len, finish).await?;
-        *arrived += 1;
-        done.files += 1;
-        done.bytes += len;
-    }
-    Ok(())
-}
-
-/// One file of the stream into its part; verified, then placed.
-async fn receive(
-    stream: &mut Stream,
-    root: &Root,
-    (dir, name): (&OwnedFd, &OsStr),
-    entry: &Entry,
-    len: u64,
-    finish: Finish,
-) -> Result<(), Failure> {
-    let part = safe::part_name(name);
-    let local = |op, e| ClientError::local(root.path().join(&entry.path), op, e);
-    let mut file = new_part(dir, &part).map_err(|e| local("create the part of", e))?;
-    let mut hasher = Sha256::new();
-    let mut left = len;
-    while left > 0 {
-        let chunk = match stream.take(left).await {
-            Ok(chunk) => chunk,
-            Err(e) => {
-                discard(dir, &part);
-                return Err(Failure::Broken(e));
-            }
-        };
-        if let Err(e) = file.write_all(&chunk) {
-            discard(dir, &part);
-            return Err(Failure::Fatal(local("write the part of", e)));
+        let mut chunks = Vec::new();
+        let mut left = len;
+        while left > 0 {
+            let chunk = stream.take(left).await?;
+            left -= chunk.len() as u64;
+            chunks.push(chunk);
         }
-        hasher.update(&chunk);
-        left -= chunk.len() as u64;
+        let file = Received {
+            entry: (*entry).clone(),
+            chunks,
+        };
+        if tx.send(file).await.is_err() {
+            break;
+        }
     }
-    if let Err(e) = verify(entry, hasher) {
-        discard(dir, &part);
-        return Err(Failure::Fatal(e));
-    }
-    place(root, dir, (&part, name), file, entry, finish)?;
     Ok(())
 }
 
@@ -293,35 +288,10 @@ impl Stream {
     }
 }
 
-/// The folder of the last file, kept open: a batch's files are in manifest
-/// order, so mostly in the same folder.
-#[derive(Default)]
-struct Dirs {
-    last: Option<(PathBuf, OwnedFd)>,
-}
-
-impl Dirs {
-    fn parent<'p>(
-        &mut self,
-        root: &Root,
-        rel: &'p Path,
-    ) -> Result<(&OwnedFd, &'p OsStr), ClientError> {
-        let folder = rel.parent().unwrap_or(Path::new(""));
-        let name = rel.file_name().unwrap_or_default();
-        if self.last.as_ref().is_none_or(|(p, _)| p != folder) {
-            let fd = root
-                .open_dir(folder)
-                .map_err(|e| ClientError::local(root.path().join(rel), "open the folder of", e))?;
-            self.last = Some((folder.to_path_buf(), fd));
-        }
-        let (_, fd) = self.last.as_ref().expect("just set");
-        Ok((fd, name))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::{Path, PathBuf};
 
     #[test]
     fn limits_are_read_from_the_header() {

@@ -242,6 +242,13 @@ pub(super) fn too_long(entry: &Entry) -> ClientError {
     }
 }
 
+/// The manifest's mode and mtime.
+pub(super) fn set_meta(file: &File, entry: &Entry) -> std::io::Result<()> {
+    rustix::fs::fchmod(file, Mode::from_raw_mode(file_mode(entry)))?;
+    rustix::fs::futimens(file, &safe::times(entry.mtime))?;
+    Ok(())
+}
+
 /// A verified part gets its mode and mtime, and in stage one its name.
 pub(super) fn place(
     root: &Root,
@@ -252,14 +259,11 @@ pub(super) fn place(
     finish: Finish,
 ) -> Result<(), ClientError> {
     let rel = &entry.path;
-    let fd = OwnedFd::from(file);
-    rustix::fs::fchmod(&fd, Mode::from_raw_mode(file_mode(entry)))
-        .and_then(|()| rustix::fs::futimens(&fd, &safe::times(entry.mtime)))
-        .map_err(|e| {
-            let at = root.path().join(rel.with_file_name(part));
-            ClientError::local(at, "set the mode and mtime of", e.into())
-        })?;
-    drop(fd);
+    set_meta(&file, entry).map_err(|e| {
+        let at = root.path().join(rel.with_file_name(part));
+        ClientError::local(at, "set the mode and mtime of", e)
+    })?;
+    drop(file);
     if finish == Finish::Rename {
         safe::replace(dir.as_fd(), part, name)
             .map_err(|e| ClientError::local(root.path().join(rel), "rename into", e))?;

@@ -32,8 +32,10 @@ mod error;
 mod fetch;
 mod index;
 mod safe;
+mod target;
 mod url;
 mod walk;
+mod writer;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
