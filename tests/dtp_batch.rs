@@ -311,3 +311,20 @@ fn assert_no_parts(save: &Path) {
         .collect();
     assert!(parts.is_empty(), "{parts:?}");
 }
+
+#[test]
+fn a_batch_keeps_to_the_per_address_bandwidth_limit() {
+    // 64 KiB/s for 256 KiB: at least 2 s however the bytes are grouped.
+    let host = DtpHost::start(&["repo"], 64);
+    let root = host.root("repo");
+    let data: Vec<u8> = (0..64 * 1024u32).map(|i| (i % 251) as u8).collect();
+    for i in 0..4 {
+        std::fs::write(root.join(name(i)), &data).unwrap();
+    }
+    let began = std::time::Instant::now();
+    let (status, body) = post(&host, "/repo/data.dsync", b"f00\nf01\nf02\nf03\n");
+    let took = began.elapsed();
+    assert_eq!(status, 200);
+    assert_eq!(unframe(&body), vec![data.clone(); 4]);
+    assert!(took >= Duration::from_secs(2), "not throttled: {took:?}");
+}

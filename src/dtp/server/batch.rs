@@ -159,11 +159,9 @@ fn parse(list: &[u8]) -> Result<Vec<Vec<u8>>, BatchError> {
 fn open_all(root: &std::path::Path, rels: &[Vec<u8>]) -> Result<Vec<(File, u64)>, BatchError> {
     let mut files = Vec::with_capacity(rels.len());
     let mut bytes = 0u64;
+    let dir = open::open_root(root).map_err(|e| at_line(1, e))?;
     for (i, rel) in rels.iter().enumerate() {
-        let (file, meta) = open::open_file(root, rel).map_err(|e| match e {
-            OpenError::NotFound => BatchError::NotFound { line: i + 1 },
-            OpenError::Io(e) => BatchError::Io(e),
-        })?;
+        let (file, meta) = open::open_below(&dir, rel).map_err(|e| at_line(i + 1, e))?;
         bytes += meta.len();
         if bytes > MAX_BYTES {
             return Err(BatchError::TooManyBytes);
@@ -171,6 +169,13 @@ fn open_all(root: &std::path::Path, rels: &[Vec<u8>]) -> Result<Vec<(File, u64)>
         files.push((file, meta.len()));
     }
     Ok(files)
+}
+
+fn at_line(line: usize, e: OpenError) -> BatchError {
+    match e {
+        OpenError::NotFound => BatchError::NotFound { line },
+        OpenError::Io(e) => BatchError::Io(e),
+    }
 }
 
 /// A refusal for a `POST` anywhere but a manifest.
