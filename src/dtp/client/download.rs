@@ -4,7 +4,7 @@
 
 use std::ffi::OsStr;
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -19,6 +19,7 @@ use super::diff::file_mode;
 use super::error::ClientError;
 use super::fetch::{Fetcher, Start, network};
 use super::safe::{self, Root};
+use super::sink::Sink;
 use crate::dtp::manifest::Entry;
 
 /// Where a verified download goes.
@@ -184,16 +185,20 @@ async fn attempt_once(
             }
         };
         let url = response.url().to_string();
-        while let Some(chunk) = response.chunk().await.map_err(|e| network(&url, &e))? {
-            if have + chunk.len() as u64 > entry.size {
+        let sink = Sink::start(file, hasher);
+        let (broke, got) = receive(&mut response, &sink, entry, have, fetched).await;
+        (file, hasher) = sink
+            .finish()
+            .await
+            .map_err(|e| ClientError::local(part_path(), "write", e))?;
+        have = got;
+        match broke {
+            Some(Failure::Fatal(e)) => {
                 discard(&dir, &part);
-                return Err(Failure::Fatal(too_long(entry)));
+                return Err(Failure::Fatal(e));
             }
-            file.write_all(&chunk)
-                .map_err(|e| ClientError::local(part_path(), "write", e))?;
-            hasher.update(&chunk);
-            have += chunk.len() as u64;
-            *fetched += chunk.len() as u64;
+            Some(failure) => return Err(failure),
+            None => {}
         }
         if have < entry.size {
             // Kept: the next try resumes it.
@@ -213,6 +218,33 @@ async fn attempt_once(
     }
     place(root, &dir, (&part, name), file, entry, finish)?;
     Ok(())
+}
+
+/// The body into `sink` until it ends, breaks (`Retry`) or is longer than
+/// the manifest says (`Fatal`); how many bytes the part then holds.
+async fn receive(
+    response: &mut reqwest::Response,
+    sink: &Sink,
+    entry: &Entry,
+    mut have: u64,
+    fetched: &mut u64,
+) -> (Option<Failure>, u64) {
+    loop {
+        let chunk = match response.chunk().await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => return (None, have),
+            Err(e) => return (Some(network(response.url().as_str(), &e).into()), have),
+        };
+        if have + chunk.len() as u64 > entry.size {
+            return (Some(Failure::Fatal(too_long(entry))), have);
+        }
+        let len = chunk.len() as u64;
+        if !sink.write(chunk).await {
+            return (None, have); // the writer's error comes with its finish
+        }
+        have += len;
+        *fetched += len;
+    }
 }
 
 /// Does the hash of what was received match the manifest's?

@@ -32,6 +32,7 @@ mod error;
 mod fetch;
 mod index;
 mod safe;
+mod sink;
 mod target;
 mod url;
 mod walk;
