@@ -3,12 +3,18 @@
 # local `rsync --daemon` and by the DTP service on 127.0.0.1, each mirrored
 # three times (initial full sync, no-change sync, 1%-changed sync).
 #
-#   bench/dtp-vs-rsync.sh [-n SMALL_FILES] [-l LARGE_FILES] [-s LARGE_MB] [-k]
+#   bench/dtp-vs-rsync.sh [-n SMALL_FILES] [-r MIN-MAX] [-f FOLDERS]
+#                         [-l LARGE_FILES] [-s LARGE_MB] [-k]
 #
-#   -n  small files (1-16 KiB each; default 20000)
+#   -n  small files (default 20000)
+#   -r  size range of the small files in bytes (default 1024-16384)
+#   -f  folders they are spread over (default: one per 100 files)
 #   -l  large files (default 3)
 #   -s  size of each large file in MiB (default 64)
 #   -k  keep the work folder (printed at the end)
+#
+# Issue 13's tree: -n 50000 -r 200-4096 -f 50 -l 0. The client's peak RSS
+# (/usr/bin/time -v) is printed beside each time.
 #
 # Needs rsync, python3 and cargo. Everything runs on loopback, so this
 # measures per-file overhead and local throughput, not a real WAN. The DTP
@@ -17,20 +23,27 @@
 set -euo pipefail
 
 small=20000
+range=1024-16384
+folders=""
 large=3
 large_mb=64
 keep=0
-while getopts "n:l:s:kh" opt; do
+while getopts "n:r:f:l:s:kh" opt; do
     case "$opt" in
         n) small=$OPTARG ;;
+        r) range=$OPTARG ;;
+        f) folders=$OPTARG ;;
         l) large=$OPTARG ;;
         s) large_mb=$OPTARG ;;
         k) keep=1 ;;
-        *) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+        *) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
     esac
 done
 
-for tool in rsync python3 cargo; do
+min_size=${range%-*}
+max_size=${range#*-}
+[ -n "$folders" ] || folders=$(( (small + 99) / 100 ))
+for tool in rsync python3 cargo /usr/bin/time; do
     command -v "$tool" >/dev/null || { echo "bench: $tool is needed" >&2; exit 1; }
 done
 
@@ -40,6 +53,8 @@ echo "== building dsync (release)"
 dsync_bin="$repo_dir/target/release/dsync"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/dtp-bench.XXXXXX")
+# Run as root, both servers serve as nobody: let it read the tree.
+chmod 755 "$work"
 rsyncd_pid=""
 service_pid=""
 cleanup() {
@@ -76,16 +91,18 @@ elapsed() { python3 -c "print(f'{$2 - $1:.2f}')"; }
 src="$work/www/bench"
 mkdir -p "$src"
 
-echo "== making the tree: $small small files, $large x $large_mb MiB"
-python3 - "$src" "$small" "$large" "$large_mb" <<'EOF'
+echo "== making the tree: $small small files ($range bytes, $folders folders), $large x $large_mb MiB"
+python3 - "$src" "$small" "$large" "$large_mb" "$min_size" "$max_size" "$folders" <<'EOF'
 import os, random, sys
-root, small, large, large_mb = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+root = sys.argv[1]
+small, large, large_mb, lo, hi, folders = map(int, sys.argv[2:8])
 rng = random.Random(1)
+per = -(-small // folders)
 for i in range(small):
-    d = os.path.join(root, "pool", f"d{i // 100:04d}")
+    d = os.path.join(root, "pool", f"d{i // per:04d}")
     os.makedirs(d, exist_ok=True)
     with open(os.path.join(d, f"f{i:06d}.deb"), "wb") as f:
-        f.write(rng.randbytes(rng.randint(1024, 16384)))
+        f.write(rng.randbytes(rng.randint(lo, hi)))
 os.makedirs(os.path.join(root, "big"), exist_ok=True)
 for i in range(large):
     with open(os.path.join(root, "big", f"image{i}.iso"), "wb") as f:
@@ -131,11 +148,16 @@ mkdir -p "$client/repos" "$dtp_mirror" "$rsync_mirror"
 printf 'repo=bench\nsave=%s\ndsync-url=dtp://127.0.0.1:%s/bench\n' "$dtp_mirror" "$dtp_port" \
     >"$client/repos/bench.conf"
 
+# Peak RSS of the last run, in MiB (rsync: its client process; DTP: the
+# largest of scheduler and worker, which /usr/bin/time sees as the maximum).
+rss_file="$work/rss"
 run_rsync() {
-    rsync -a --delete "rsync://127.0.0.1:$rsync_port/bench/" "$rsync_mirror/"
+    /usr/bin/time -f %M -o "$rss_file" \
+        rsync -a --delete "rsync://127.0.0.1:$rsync_port/bench/" "$rsync_mirror/"
 }
 run_dtp() {
-    DSYNC_SENDMAIL=/bin/true "$dsync_bin" -home "$client" -sync bench >/dev/null || {
+    DSYNC_SENDMAIL=/bin/true /usr/bin/time -f %M -o "$rss_file" \
+        "$dsync_bin" -home "$client" -sync bench >/dev/null || {
         echo "bench: the DTP sync failed; its log:" >&2
         tail -20 "$client/logs/bench.log" >&2
         exit 1
@@ -149,10 +171,13 @@ timed() {
 }
 
 declare -A result
+rss_mib() { echo $(( $(tail -1 "$rss_file") / 1024 )); }
 measure() {
     local name=$1
     result[$name,rsync]=$(timed run_rsync)
+    result[$name,rsync_rss]=$(rss_mib)
     result[$name,dtp]=$(timed run_dtp)
+    result[$name,dtp_rss]=$(rss_mib)
 }
 
 echo "== initial full sync"
@@ -160,14 +185,16 @@ measure initial
 echo "== no-change sync"
 measure unchanged
 echo "== changing 1% of the small files"
-python3 - "$src" "$small" <<'EOF'
+python3 - "$src" "$small" "$min_size" "$max_size" "$folders" <<'EOF'
 import os, random, sys, time
-root, small = sys.argv[1], int(sys.argv[2])
+root = sys.argv[1]
+small, lo, hi, folders = map(int, sys.argv[2:6])
 rng = random.Random(2)
+per = -(-small // folders)
 for i in rng.sample(range(small), max(1, small // 100)):
-    p = os.path.join(root, "pool", f"d{i // 100:04d}", f"f{i:06d}.deb")
+    p = os.path.join(root, "pool", f"d{i // per:04d}", f"f{i:06d}.deb")
     with open(p, "wb") as f:
-        f.write(rng.randbytes(rng.randint(1024, 16384)))
+        f.write(rng.randbytes(rng.randint(lo, hi)))
     t = time.time() + 120
     os.utime(p, (t, t))
 EOF
@@ -183,8 +210,8 @@ diff -r --exclude=data.dsync --exclude=.dsync-cache "$src" "$dtp_mirror" >/dev/n
     || { echo "bench: the DTP mirror differs" >&2; exit 1; }
 
 echo
-echo "tree: $small small files (1-16 KiB), $large x $large_mb MiB; loopback; $(nproc) CPUs"
-printf '%-22s %10s %10s %10s\n' scenario "rsync s" "dtp s" "dtp/rsync"
+echo "tree: $small small files ($range bytes, $folders folders), $large x $large_mb MiB; loopback; $(nproc) CPUs"
+printf '%-22s %9s %9s %10s %10s %10s\n' scenario "rsync s" "dtp s" "rsync/dtp" "rsync MiB" "dtp MiB"
 for name in initial unchanged changed; do
     case $name in
         initial) label="initial full sync" ;;
@@ -193,7 +220,9 @@ for name in initial unchanged changed; do
     esac
     r=${result[$name,rsync]}
     d=${result[$name,dtp]}
-    ratio=$(python3 -c "print(f'{$d / $r:.2f}' if $r > 0 else '-')")
-    printf '%-22s %10s %10s %10s\n' "$label" "$r" "$d" "$ratio"
+    # How many times faster DTP is: above 1, DTP wins.
+    ratio=$(python3 -c "print(f'{$r / $d:.2f}' if $d > 0 else '-')")
+    printf '%-22s %9s %9s %10s %10s %10s\n' "$label" "$r" "$d" "$ratio" \
+        "${result[$name,rsync_rss]}" "${result[$name,dtp_rss]}"
 done
 echo "upstream -gendsync: $gen_first s first (hashing all), $gen_change s after the change (cache)"

@@ -11,7 +11,7 @@
 //! `-gendsync`, `~/dxync/dtp/`) is `manager::dtp_host`; `tests/layering.rs`
 //! keeps it so.
 //!
-//! # Protocol, version 1
+//! # Protocol, version 1.1
 //!
 //! ## The manifest `data.dsync`
 //! One zstd frame holding ASCII text. A header, a blank line, then one line per
@@ -56,8 +56,8 @@
 //!   waits and asks again later, as ftpsync does.
 //!
 //! ## HTTP
-//! HTTP/1.1, `GET` and `HEAD` only; default port 47921; `dtp://HOST[:PORT]/REPO`
-//! means `http://HOST[:PORT]/REPO/`.
+//! HTTP/1.1, `GET` and `HEAD`, and `POST` for batches (1.1); default port
+//! 47921; `dtp://HOST[:PORT]/REPO` means `http://HOST[:PORT]/REPO/`.
 //!
 //! - `GET /`: `text/plain`, the motd and the names of the served repositories.
 //! - `GET /api/repos`: JSON array of `{"name", "digest", "entries", "bytes",
@@ -68,9 +68,17 @@
 //!   manifest (`%XX`). `Range: bytes=N-` and `bytes=N-M` answer `206` with
 //!   `Content-Range`. Folders, symlinks and anything not a regular file are 404;
 //!   no symlink is ever followed on the server.
+//! - `POST /REPO/data.dsync` (1.1): a batch. The body is one path per line,
+//!   escaped as in a file's URL, each ending in `\n`; each is checked as a
+//!   `GET` of it, and any refusal refuses the whole batch (`413` for more files
+//!   or bytes than the limits). The answer streams each file in the order
+//!   asked: its length (8 bytes, big-endian), then its bytes. The manifest's
+//!   answer advertises the limits: `DTP-Batch: files=N, bytes=M`; without it (a
+//!   version 1 host), or when a batch is answered `405`/`501`, a client fetches
+//!   file by file. Details: `man/dtp.7`, [`server`]'s `batch`, the client's `batch`.
 //! - `400` malformed request or path, `403` address not allowed, `404` not
-//!   there, `405` other methods, `416` bad range, `503` too many connections
-//!   from one address.
+//!   there, `405` other methods, `413` too large a batch, `416` bad range,
+//!   `503` too many connections from one address.
 //!
 //! ## Host files (`~/dxync/dtp/`)
 //! `list.conf` (one served path per line, relative to `webroot=`; the URL name
@@ -93,3 +101,6 @@ pub mod server;
 pub const MANIFEST: &str = "data.dsync";
 /// The port a DTP URL without one means.
 pub const DEFAULT_PORT: u16 = 47921;
+/// The header on a manifest's answer saying the host serves batches
+/// (protocol 1.1), with its limits: `files=N, bytes=M`.
+pub const BATCH_HEADER: &str = "dtp-batch";

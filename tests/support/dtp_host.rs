@@ -144,6 +144,11 @@ impl DtpHost {
         self.webroot().join(repo)
     }
 
+    /// Where the service listens.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
     pub fn url(&self, repo: &str) -> String {
         format!("dtp://127.0.0.1:{}/{repo}", self.port)
     }

@@ -11,6 +11,7 @@
 //! * [`site`]: a dsync home with upstream modules served by one daemon, and `dsync` run on it.
 //! * [`sshd`]: runs Debian's real `sshd` on 127.0.0.1 and a free port with private keys and
 //!   `authorized_keys` (forced commands), and builds `ssh` client command lines for it.
+//! * [`fault_proxy`]: a TCP proxy that cuts or corrupts the first answer to a `POST` once.
 //! * [`apt`]: checks a mirror with a real `apt-get update` (private configuration, no root
 //!   needed) plus an in-process check of every hash in every `Release`, `Packages` and
 //!   `Sources`.
@@ -22,6 +23,7 @@
 pub mod apt;
 pub mod archive;
 pub mod dtp_host;
+pub mod fault_proxy;
 pub mod http;
 pub mod mirrors;
 pub mod procs;

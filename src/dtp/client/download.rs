@@ -4,7 +4,7 @@
 
 use std::ffi::OsStr;
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -14,10 +14,12 @@ use futures_util::StreamExt;
 use rustix::fs::{Mode, OFlags};
 use sha2::{Digest, Sha256};
 
+use super::batch::{self, Job};
 use super::diff::file_mode;
 use super::error::ClientError;
 use super::fetch::{Fetcher, Start, network};
 use super::safe::{self, Root};
+use super::sink::Sink;
 use crate::dtp::manifest::Entry;
 
 /// Where a verified download goes.
@@ -37,7 +39,7 @@ pub struct Fetched {
 }
 
 /// Tries per file for network trouble (resuming each time) before the sync fails.
-const TRIES: u32 = 4;
+pub(super) const TRIES: u32 = 4;
 
 /// Fetch `entries` with up to `connections` at a time. The first failure
 /// stops the stage (downloads in flight keep their parts, for the next run).
@@ -53,11 +55,15 @@ pub async fn fetch_all(
     let total = entries.len();
     let mut done = Fetched::default();
     let mut last_report = Instant::now();
-    let mut downloads = futures_util::stream::iter(
-        entries
-            .iter()
-            .map(|entry| async move { fetch_one(fetcher, root, entry, finish, log).await }),
-    )
+    let jobs = batch::jobs(entries, fetcher.batch_limits(), connections);
+    let mut downloads = futures_util::stream::iter(jobs.into_iter().map(|job| async move {
+        match job {
+            Job::One(entry) => fetch_one(fetcher, root, entry, finish, log)
+                .await
+                .map(|bytes| Fetched { files: 1, bytes }),
+            Job::Batch(entries) => batch::fetch(fetcher, root, &entries, finish, log).await,
+        }
+    }))
     .buffer_unordered(connections.max(1));
     // A signal stops the downloads in flight too (a big file may take hours);
     // their part files stay, to be resumed by the next run.
@@ -75,8 +81,9 @@ pub async fn fetch_all(
                 continue;
             }
         };
-        done.bytes += result?;
-        done.files += 1;
+        let got = result?;
+        done.bytes += got.bytes;
+        done.files += got.files;
         if last_report.elapsed() >= Duration::from_secs(30) {
             last_report = Instant::now();
             log(&format!(
@@ -89,7 +96,7 @@ pub async fn fetch_all(
 }
 
 /// One file, tried again on network trouble; returns the bytes transferred.
-async fn fetch_one(
+pub(super) async fn fetch_one(
     fetcher: &Fetcher,
     root: &Root,
     entry: &Entry,
@@ -178,22 +185,20 @@ async fn attempt_once(
             }
         };
         let url = response.url().to_string();
-        while let Some(chunk) = response.chunk().await.map_err(|e| network(&url, &e))? {
-            if have + chunk.len() as u64 > entry.size {
+        let sink = Sink::start(file, hasher);
+        let (broke, got) = receive(&mut response, &sink, entry, have, fetched).await;
+        (file, hasher) = sink
+            .finish()
+            .await
+            .map_err(|e| ClientError::local(part_path(), "write", e))?;
+        have = got;
+        match broke {
+            Some(Failure::Fatal(e)) => {
                 discard(&dir, &part);
-                return Err(Failure::Fatal(ClientError::Verify {
-                    path: rel.display().to_string(),
-                    reason: format!(
-                        "the host sent more than the {} bytes the manifest lists",
-                        entry.size
-                    ),
-                }));
+                return Err(Failure::Fatal(e));
             }
-            file.write_all(&chunk)
-                .map_err(|e| ClientError::local(part_path(), "write", e))?;
-            hasher.update(&chunk);
-            have += chunk.len() as u64;
-            *fetched += chunk.len() as u64;
+            Some(failure) => return Err(failure),
+            None => {}
         }
         if have < entry.size {
             // Kept: the next try resumes it.
@@ -203,28 +208,96 @@ async fn attempt_once(
             }));
         }
     }
-    let got: [u8; 32] = hasher.finalize().into();
-    if Some(got) != entry.sha256 {
+    if let Err(e) = verify(entry, hasher) {
         discard(&dir, &part);
-        if resumed {
-            return Err(Failure::StalePart);
-        }
-        return Err(Failure::Fatal(ClientError::Verify {
-            path: rel.display().to_string(),
-            reason: format!(
-                "its SHA-256 is {}, the manifest says {}",
-                hex(&got),
-                entry.sha256.map_or_else(|| "nothing".into(), |h| hex(&h))
-            ),
-        }));
+        return Err(if resumed {
+            Failure::StalePart
+        } else {
+            Failure::Fatal(e)
+        });
     }
-    let fd = OwnedFd::from(file);
-    rustix::fs::fchmod(&fd, Mode::from_raw_mode(file_mode(entry)))
-        .and_then(|()| rustix::fs::futimens(&fd, &safe::times(entry.mtime)))
-        .map_err(|e| ClientError::local(part_path(), "set the mode and mtime of", e.into()))?;
-    drop(fd);
+    place(root, &dir, (&part, name), file, entry, finish)?;
+    Ok(())
+}
+
+/// The body into `sink` until it ends, breaks (`Retry`) or is longer than
+/// the manifest says (`Fatal`); how many bytes the part then holds.
+async fn receive(
+    response: &mut reqwest::Response,
+    sink: &Sink,
+    entry: &Entry,
+    mut have: u64,
+    fetched: &mut u64,
+) -> (Option<Failure>, u64) {
+    loop {
+        let chunk = match response.chunk().await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => return (None, have),
+            Err(e) => return (Some(network(response.url().as_str(), &e).into()), have),
+        };
+        if have + chunk.len() as u64 > entry.size {
+            return (Some(Failure::Fatal(too_long(entry))), have);
+        }
+        let len = chunk.len() as u64;
+        if !sink.write(chunk).await {
+            return (None, have); // the writer's error comes with its finish
+        }
+        have += len;
+        *fetched += len;
+    }
+}
+
+/// Does the hash of what was received match the manifest's?
+pub(super) fn verify(entry: &Entry, hasher: Sha256) -> Result<(), ClientError> {
+    let got: [u8; 32] = hasher.finalize().into();
+    if Some(got) == entry.sha256 {
+        return Ok(());
+    }
+    Err(ClientError::Verify {
+        path: entry.path.display().to_string(),
+        reason: format!(
+            "its SHA-256 is {}, the manifest says {}",
+            hex(&got),
+            entry.sha256.map_or_else(|| "nothing".into(), |h| hex(&h))
+        ),
+    })
+}
+
+/// The host sent more than the manifest lists.
+pub(super) fn too_long(entry: &Entry) -> ClientError {
+    ClientError::Verify {
+        path: entry.path.display().to_string(),
+        reason: format!(
+            "the host sent more than the {} bytes the manifest lists",
+            entry.size
+        ),
+    }
+}
+
+/// The manifest's mode and mtime.
+pub(super) fn set_meta(file: &File, entry: &Entry) -> std::io::Result<()> {
+    rustix::fs::fchmod(file, Mode::from_raw_mode(file_mode(entry)))?;
+    rustix::fs::futimens(file, &safe::times(entry.mtime))?;
+    Ok(())
+}
+
+/// A verified part gets its mode and mtime, and in stage one its name.
+pub(super) fn place(
+    root: &Root,
+    dir: &OwnedFd,
+    (part, name): (&OsStr, &OsStr),
+    file: File,
+    entry: &Entry,
+    finish: Finish,
+) -> Result<(), ClientError> {
+    let rel = &entry.path;
+    set_meta(&file, entry).map_err(|e| {
+        let at = root.path().join(rel.with_file_name(part));
+        ClientError::local(at, "set the mode and mtime of", e)
+    })?;
+    drop(file);
     if finish == Finish::Rename {
-        safe::replace(dir.as_fd(), &part, name)
+        safe::replace(dir.as_fd(), part, name)
             .map_err(|e| ClientError::local(root.path().join(rel), "rename into", e))?;
     }
     Ok(())
@@ -272,6 +345,17 @@ async fn open_part(dir: &OwnedFd, part: &OsStr, size: u64) -> std::io::Result<(F
     Ok((create_part(dir, part)?, 0, Sha256::new()))
 }
 
+/// An empty part, whatever an earlier run left by that name.
+pub(super) fn new_part(dir: &OwnedFd, part: &OsStr) -> std::io::Result<File> {
+    match create_part(dir, part) {
+        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+            safe::remove_any(dir.as_fd(), part)?;
+            create_part(dir, part)
+        }
+        other => other,
+    }
+}
+
 fn create_part(dir: &OwnedFd, part: &OsStr) -> std::io::Result<File> {
     let fd = rustix::fs::openat(
         dir,
@@ -298,7 +382,7 @@ fn hash_prefix(mut file: File) -> std::io::Result<(File, u64, Sha256)> {
     Ok((file, len, hasher))
 }
 
-fn discard(dir: &OwnedFd, part: &OsStr) {
+pub(super) fn discard(dir: &OwnedFd, part: &OsStr) {
     let _ = rustix::fs::unlinkat(dir, part, rustix::fs::AtFlags::empty());
 }
 

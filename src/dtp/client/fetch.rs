@@ -2,12 +2,14 @@
 //! requests spread over them in turn, so a host with several uplinks uses all.
 
 use std::net::IpAddr;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_RANGE, IF_NONE_MATCH, RANGE};
 
+use super::batch::Limits;
 use super::error::{ClientError, chain, status_hint};
 use super::url;
 
@@ -15,6 +17,9 @@ pub struct Fetcher {
     base: String,
     clients: Vec<reqwest::Client>,
     next: AtomicUsize,
+    /// The host's batch limits (protocol 1.1), from its manifest's answer;
+    /// `None`: per-file requests only.
+    batch: Mutex<Option<Limits>>,
 }
 
 /// The answer to "has the manifest changed?".
@@ -72,6 +77,7 @@ impl Fetcher {
             base: base.to_string(),
             clients,
             next: AtomicUsize::new(0),
+            batch: Mutex::new(None),
         })
     }
 
@@ -102,6 +108,13 @@ impl Fetcher {
             StatusCode::NOT_FOUND => return Err(ClientError::NoManifest { url }),
             status => return Err(http(&url, status)),
         }
+        self.set_batch(
+            response
+                .headers()
+                .get(super::batch::HEADER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(Limits::parse),
+        );
         let mut bytes = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(|e| network(&url, &e))? {
             if (bytes.len() + chunk.len()) as u64 > max {
@@ -116,6 +129,40 @@ impl Fetcher {
             bytes.extend_from_slice(&chunk);
         }
         Ok(ManifestReply::Body(bytes))
+    }
+
+    /// The host's batch limits, if it serves batches.
+    pub fn batch_limits(&self) -> Option<Limits> {
+        *self.batch.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Batches stop (`None`: the host turned out not to serve them).
+    pub fn set_batch(&self, limits: Option<Limits>) {
+        *self.batch.lock().unwrap_or_else(|e| e.into_inner()) = limits;
+    }
+
+    /// `POST data.dsync` naming `paths` (raw, as in the manifest): the
+    /// response to read the batch from, or its status when not `200`.
+    pub async fn batch(&self, paths: &[&[u8]]) -> Result<reqwest::Response, ClientError> {
+        let url = self.manifest_url();
+        let mut list = Vec::with_capacity(paths.len() * 64);
+        // Escaped as in a file's URL, so the host checks them as it would a GET.
+        for path in paths {
+            list.extend_from_slice(url::path(path).as_bytes());
+            list.push(b'\n');
+        }
+        let response = self
+            .client()
+            .post(&url)
+            .header(reqwest::header::CONTENT_TYPE, "text/plain")
+            .body(list)
+            .send()
+            .await
+            .map_err(|e| network(&url, &e))?;
+        match response.status() {
+            StatusCode::OK => Ok(response),
+            status => Err(http(&url, status)),
+        }
     }
 
     /// `GET` a file from byte `from` on (`Range: bytes=FROM-` when not 0).

@@ -25,14 +25,18 @@
 //! stages can be checked.
 
 mod apply;
+mod batch;
 mod diff;
 mod download;
 mod error;
 mod fetch;
 mod index;
 mod safe;
+mod sink;
+mod target;
 mod url;
 mod walk;
+mod writer;
 
 use std::net::IpAddr;
 use std::path::PathBuf;

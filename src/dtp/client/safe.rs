@@ -23,6 +23,9 @@ pub struct Root {
     path: PathBuf,
     /// Cleared once `openat2` turns out to be missing (old kernel, seccomp).
     openat2: AtomicBool,
+    /// Cleared once unnamed files (`O_TMPFILE`, then `linkat`) turn out not
+    /// to work here (see `target`).
+    pub unnamed: AtomicBool,
 }
 
 const DIR_FLAGS: OFlags = OFlags::RDONLY
@@ -42,11 +45,22 @@ impl Root {
             fd,
             path: path.to_path_buf(),
             openat2: AtomicBool::new(true),
+            unnamed: AtomicBool::new(true),
         })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The same root, by a descriptor of its own (for another thread).
+    pub fn try_clone(&self) -> io::Result<Root> {
+        Ok(Root {
+            fd: rustix::io::fcntl_dupfd_cloexec(&self.fd, 0)?,
+            path: self.path.clone(),
+            openat2: AtomicBool::new(self.openat2.load(Ordering::Relaxed)),
+            unnamed: AtomicBool::new(self.unnamed.load(Ordering::Relaxed)),
+        })
     }
 
     /// The folder `rel` (empty: the root), refusing any symlink on the way.

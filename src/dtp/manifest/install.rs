@@ -74,12 +74,14 @@ fn publish(dir: &File, file: &File) -> io::Result<()> {
 
 /// linkat through /proc (any account), else `AT_EMPTY_PATH` (needs
 /// CAP_DAC_READ_SEARCH, e.g. root without /proc).
-fn link(dir: &File, file: &File, name: &Path) -> io::Result<()> {
+pub(crate) fn link(dir: impl AsFd, file: &File, name: &Path) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     let proc_path = format!("/proc/self/fd/{}", file.as_raw_fd());
-    match rustix::fs::linkat(CWD, &proc_path, dir, name, AtFlags::SYMLINK_FOLLOW) {
+    match rustix::fs::linkat(CWD, &proc_path, &dir, name, AtFlags::SYMLINK_FOLLOW) {
         Ok(()) => Ok(()),
-        Err(first) => rustix::fs::linkat(file.as_fd(), "", dir, name, AtFlags::EMPTY_PATH)
+        // The name taken is an answer of its own, not a reason to try otherwise.
+        Err(rustix::io::Errno::EXIST) => Err(io::Error::from(rustix::io::Errno::EXIST)),
+        Err(first) => rustix::fs::linkat(file.as_fd(), "", &dir, name, AtFlags::EMPTY_PATH)
             .map_err(|_| io::Error::from(first)),
     }
 }
@@ -94,7 +96,7 @@ fn temp_name() -> PathBuf {
 
 /// No unnamed files here (old kernels, some file systems), or no way to
 /// name one (no /proc, no capability): the named way then.
-fn unsupported(e: &io::Error) -> bool {
+pub(crate) fn unsupported(e: &io::Error) -> bool {
     matches!(
         e.raw_os_error(),
         Some(

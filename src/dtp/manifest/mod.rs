@@ -27,6 +27,7 @@ use sha2::Digest;
 pub use cache::OLD_FILE as OLD_CACHE;
 pub use format::read_header;
 pub use install::{install, install_bytes, remove_leftovers};
+pub(crate) use install::{link as link_unnamed, unsupported as unnamed_unsupported};
 pub use walk::{GenStats, generate, generate_with_stats};
 
 /// The marker a stopped repository's folder holds (`dsync -emoff` leaves it at

@@ -1,9 +1,10 @@
 //! The access log (dsync's `HOME/logs/dtp-access.log`): one line per request, and per refused
 //! connection: time, client address, method, target as sent, status, body
-//! bytes sent, duration.
+//! bytes sent, duration; a batch (protocol 1.1) adds how many files it named.
 //!
 //! ```text
 //! 2025-11-23T08:55:54.120+09:00 192.0.2.7 GET "/debian/dists/Release" 200 1234 0.004s
+//! 2025-11-23T08:55:54.300+09:00 192.0.2.7 POST "/debian/data.dsync" 200 81234 0.020s files=40
 //! ```
 //! `-` stands for a method or target never read (a connection refused before
 //! its request arrived, a request line that never ended).
@@ -31,6 +32,8 @@ pub struct Record {
     pub status: u16,
     pub bytes: u64,
     pub duration: Duration,
+    /// Files a batch named.
+    pub files: Option<u64>,
 }
 
 impl AccessLog {
@@ -77,14 +80,15 @@ where
     Tz::Offset: std::fmt::Display,
 {
     format!(
-        "{} {} {} \"{}\" {} {} {:.3}s\n",
+        "{} {} {} \"{}\" {} {} {:.3}s{}\n",
         now.format("%Y-%m-%dT%H:%M:%S%.3f%:z"),
         r.client.to_canonical(),
         visible(&r.method),
         visible(&r.target),
         r.status,
         r.bytes,
-        r.duration.as_secs_f64()
+        r.duration.as_secs_f64(),
+        r.files.map_or_else(String::new, |n| format!(" files={n}"))
     )
 }
 
@@ -115,6 +119,7 @@ mod tests {
             status: 404,
             bytes: 12,
             duration: Duration::from_millis(1500),
+            files: None,
         };
         let now = chrono::DateTime::parse_from_rfc3339("2025-01-02T03:04:05+09:00").unwrap();
         assert_eq!(
@@ -135,6 +140,7 @@ mod tests {
             status: 403,
             bytes: 0,
             duration: Duration::ZERO,
+            files: None,
         };
         log.write(&r);
         assert!(!log.reopen().unwrap(), "still in place: kept");

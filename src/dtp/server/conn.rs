@@ -84,5 +84,6 @@ fn log_failure(shared: &Shared, peer: IpAddr, conn: &Conn, e: &hyper::Error, sta
         status,
         bytes: 0,
         duration: started.elapsed(),
+        files: None,
     });
 }

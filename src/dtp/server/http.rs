@@ -16,6 +16,7 @@ use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 
 use super::access_log::Record;
+use super::batch::{self, BatchFiles};
 use super::body::{self, Body, Logged, Throttle};
 use super::config::Config;
 use super::headers;
@@ -47,8 +48,9 @@ pub async fn handle(
     conn.requests.fetch_add(1, Ordering::Relaxed);
     let started = Instant::now();
     let target = raw_target(req.uri());
+    let method = req.method().as_str().to_string();
     // A bug in one answer must not take the connection's other requests down.
-    let response = AssertUnwindSafe(respond(&req, &target, &conn))
+    let response = AssertUnwindSafe(respond(req, &target, &conn))
         .catch_unwind()
         .await
         .unwrap_or_else(|panic| {
@@ -62,11 +64,12 @@ pub async fn handle(
         });
     let record = Record {
         client: conn.peer,
-        method: req.method().as_str().to_string(),
+        method,
         target,
         status: response.status().as_u16(),
         bytes: 0,
         duration: Default::default(),
+        files: response.extensions().get::<BatchFiles>().map(|f| f.0),
     };
     let log = Arc::clone(&conn.shared.log);
     Ok(response.map(|b| Logged::new(b, log, record, started)))
@@ -81,16 +84,12 @@ fn raw_target(uri: &hyper::Uri) -> String {
     }
 }
 
-async fn respond(req: &Request<Incoming>, target: &str, conn: &Arc<Conn>) -> Response<Body> {
-    let head = match *req.method() {
-        Method::GET => false,
-        Method::HEAD => true,
-        _ => {
-            let mut r = status(StatusCode::METHOD_NOT_ALLOWED);
-            r.headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-            return r;
-        }
+async fn respond(req: Request<Incoming>, target: &str, conn: &Arc<Conn>) -> Response<Body> {
+    let (head, post) = match *req.method() {
+        Method::GET => (false, false),
+        Method::HEAD => (true, false),
+        Method::POST => (false, true),
+        _ => return batch::not_here(),
     };
     let config = conn.shared.config();
     // A keep-alive connection admitted before a reload meets the new firewall
@@ -98,7 +97,18 @@ async fn respond(req: &Request<Incoming>, target: &str, conn: &Arc<Conn>) -> Res
     if !config.firewall.allows(conn.peer) {
         return status(StatusCode::FORBIDDEN);
     }
-    let response = match paths::route(target) {
+    let route = paths::route(target);
+    if post {
+        return match route {
+            Ok(Route::Manifest { repo }) => match config.repo(&repo) {
+                Some(r) => batch::respond(req.into_body(), r.root.clone(), conn).await,
+                None => status(StatusCode::NOT_FOUND),
+            },
+            Err(refusal) => refused(&refusal),
+            Ok(_) => batch::not_here(),
+        };
+    }
+    let response = match route {
         Err(refusal) => refused(&refusal),
         Ok(Route::Index) => index(&config).await,
         Ok(Route::Repos) => repos(&config, &conn.shared).await,
@@ -239,6 +249,7 @@ async fn manifest(headers: &HeaderMap, root: PathBuf, conn: &Arc<Conn>) -> Respo
     if let Some(etag) = &etag {
         set(&mut r, header::ETAG, etag);
     }
+    r.headers_mut().insert(batch::HEADER, batch::advertised());
     r
 }
 
@@ -295,7 +306,7 @@ fn send_file(headers: &HeaderMap, file: File, meta: &Metadata, conn: &Arc<Conn>)
     r
 }
 
-fn throttle(conn: &Arc<Conn>) -> Throttle {
+pub(super) fn throttle(conn: &Arc<Conn>) -> Throttle {
     let shared = Arc::clone(&conn.shared);
     Throttle {
         client: Arc::clone(&conn.client),
@@ -324,7 +335,7 @@ fn without_body(response: Response<Body>) -> Response<Body> {
     Response::from_parts(parts, body::empty())
 }
 
-fn text(code: StatusCode, text: String) -> Response<Body> {
+pub(super) fn text(code: StatusCode, text: String) -> Response<Body> {
     let len = text.len();
     let mut r = Response::new(body::full(text));
     *r.status_mut() = code;
@@ -334,7 +345,7 @@ fn text(code: StatusCode, text: String) -> Response<Body> {
 }
 
 /// A status with its reason as the body.
-fn status(code: StatusCode) -> Response<Body> {
+pub(super) fn status(code: StatusCode) -> Response<Body> {
     let reason = code.canonical_reason().unwrap_or("");
     text(code, format!("{} {reason}\n", code.as_u16()))
 }

@@ -125,7 +125,7 @@ impl Bucket {
 /// Bytes to read and send at once: small chunks under a small limit, so the
 /// rate stays even.
 pub fn chunk_size(rate: Option<u64>) -> usize {
-    const MAX: u64 = 64 * 1024;
+    const MAX: u64 = 256 * 1024;
     match rate {
         None => MAX as usize,
         Some(rate) => (rate / 8).clamp(1024, MAX) as usize,
@@ -163,7 +163,7 @@ mod tests {
         // Two seconds later the debt is paid and nothing more accrues.
         let t2 = t0 + Duration::from_secs(2);
         assert_eq!(b.reserve(1, 1000, t2), Duration::ZERO);
-        assert_eq!(chunk_size(None), 65536);
+        assert_eq!(chunk_size(None), 256 * 1024);
         assert_eq!(chunk_size(Some(1024)), 1024);
         assert_eq!(chunk_size(Some(128 * 1024)), 16384);
     }

@@ -30,6 +30,7 @@
 //! `DSYNC_DTP_GRACE_MS` (transfers finishing after SIGTERM, 5000).
 
 mod access_log;
+mod batch;
 mod body;
 pub mod config;
 mod conn;

@@ -26,14 +26,23 @@ pub enum OpenError {
 
 /// Open `rel` (a valid manifest path, raw bytes) below `root` for reading.
 pub fn open_file(root: &Path, rel: &[u8]) -> Result<(File, Metadata), OpenError> {
-    let dir = rustix::fs::open(
+    open_below(&open_root(root)?, rel)
+}
+
+/// The repository root, to open many files below it ([`open_below`]).
+pub fn open_root(root: &Path) -> Result<OwnedFd, OpenError> {
+    rustix::fs::open(
         root,
         OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
     )
-    .map_err(classify)?;
-    let fd = match open_beneath(&dir, rel) {
-        Err(Errno::NOSYS) => walk(&dir, rel), // kernels before 5.6
+    .map_err(classify)
+}
+
+/// [`open_file`] below a root already open.
+pub fn open_below(dir: &OwnedFd, rel: &[u8]) -> Result<(File, Metadata), OpenError> {
+    let fd = match open_beneath(dir, rel) {
+        Err(Errno::NOSYS) => walk(dir, rel), // kernels before 5.6
         other => other,
     }
     .map_err(classify)?;

@@ -76,6 +76,20 @@ pub fn route(target: &str) -> Result<Route, Refusal> {
     Ok(Route::File { repo, path })
 }
 
+/// One path of a batch request (protocol 1.1): escaped as in the manifest,
+/// held to exactly the rules of a single `GET /REPO/PATH`.
+pub fn batch_path(escaped: &str) -> Result<Vec<u8>, Refusal> {
+    if escaped.len() > MAX_TARGET {
+        return Err(Refusal::TooLong);
+    }
+    check_raw_bytes(escaped.as_bytes())?;
+    let path = decode_path(escaped)?;
+    if manifest::is_excluded(Path::new(OsStr::from_bytes(&path))) {
+        return Err(Refusal::NotFound);
+    }
+    Ok(path)
+}
+
 fn check_raw_bytes(raw: &[u8]) -> Result<(), Refusal> {
     if raw.iter().any(|b| *b < 0x20 || *b == 0x7f) {
         return Err(Refusal::BadRequest("control byte"));
@@ -199,6 +213,27 @@ mod tests {
                 route(t)
             );
         }
+    }
+
+    #[test]
+    fn batch_paths_follow_the_get_rules() {
+        assert_eq!(batch_path("dists/a%20b"), Ok(b"dists/a b".to_vec()));
+        for bad in [
+            "../x",
+            "a/../b",
+            "/etc/passwd",
+            "a//b",
+            "%2e%2e/x",
+            "a%2Fb",
+            "a\\b",
+        ] {
+            assert!(
+                matches!(batch_path(bad), Err(Refusal::BadRequest(_))),
+                "{bad}: {:?}",
+                batch_path(bad)
+            );
+        }
+        assert_eq!(batch_path("x.dsync-part"), Err(Refusal::NotFound));
     }
 
     #[test]

@@ -37,6 +37,7 @@ pub fn silently(stream: TcpStream, peer: IpAddr, log: &AccessLog) {
         status: CLOSED,
         bytes: 0,
         duration: Duration::ZERO,
+        files: None,
     });
 }
 
@@ -63,6 +64,7 @@ pub async fn busy(mut stream: TcpStream, peer: IpAddr, log: &AccessLog) {
         status,
         bytes: if sent { body.len() as u64 } else { 0 },
         duration: started.elapsed(),
+        files: None,
     });
     let _ = stream.shutdown().await;
     let _ = tokio::time::timeout(LINGER, drain(&mut stream)).await;

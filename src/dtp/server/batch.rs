@@ -1,0 +1,218 @@
+//! Batches (protocol 1.1): `POST /REPO/data.dsync` with one escaped path per
+//! line answers every file in one streamed response, each as its length (8
+//! bytes, big-endian) then its bytes, in the order asked. Small files cost
+//! less than a request each this way.
+//!
+//! Every path is held to the rules of a single `GET` ([`paths::batch_path`],
+//! [`open::open_file`]) and every file is opened before the answer starts,
+//! so a batch is refused as a whole or sent whole (a file that shrinks while
+//! it is sent breaks the response off, as for a `GET`).
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::{Response, StatusCode};
+
+use super::body::{self, Body};
+use super::http::{Conn, status, text, throttle};
+use super::open::{self, OpenError};
+use super::paths::{self, Refusal};
+
+/// Most files one batch may name.
+pub const MAX_FILES: usize = 256;
+/// Most bytes (file contents) one batch may ask for.
+pub const MAX_BYTES: u64 = 8 << 20;
+/// The largest request body: the paths, escaped, one per line.
+const MAX_REQUEST: usize = 1 << 20;
+/// The header on the manifest that says batches are served, and their limits.
+pub const HEADER: &str = crate::dtp::BATCH_HEADER;
+
+/// The value of [`HEADER`].
+pub fn advertised() -> HeaderValue {
+    HeaderValue::from_str(&format!("files={MAX_FILES}, bytes={MAX_BYTES}")).expect("ASCII digits")
+}
+
+/// How many files an answered batch holds, for its access-log line.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchFiles(pub u64);
+
+/// Why a batch is refused as a whole.
+#[derive(Debug, thiserror::Error)]
+enum BatchError {
+    #[error("the list of paths did not arrive in time")]
+    Slow,
+    #[error("the list of paths is larger than {MAX_REQUEST} bytes")]
+    ListTooLarge,
+    #[error("the list of paths could not be read: {0}")]
+    Read(String),
+    #[error("the list of paths is empty or not one escaped path per line")]
+    Malformed,
+    #[error("more than {MAX_FILES} files in one batch")]
+    TooManyFiles,
+    #[error("more than {MAX_BYTES} bytes in one batch")]
+    TooManyBytes,
+    #[error("line {line}: {refusal}")]
+    Path { line: usize, refusal: Refusal },
+    #[error("line {line}: not found")]
+    NotFound { line: usize },
+    #[error("cannot open a served file: {0}")]
+    Io(std::io::Error),
+}
+
+impl BatchError {
+    fn status(&self) -> StatusCode {
+        match self {
+            BatchError::Slow => StatusCode::REQUEST_TIMEOUT,
+            BatchError::ListTooLarge | BatchError::TooManyFiles | BatchError::TooManyBytes => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+            BatchError::Read(_) | BatchError::Malformed => StatusCode::BAD_REQUEST,
+            BatchError::Path { refusal, .. } => match refusal {
+                Refusal::BadRequest(_) => StatusCode::BAD_REQUEST,
+                Refusal::TooLong => StatusCode::URI_TOO_LONG,
+                Refusal::NotFound => StatusCode::NOT_FOUND,
+            },
+            BatchError::NotFound { .. } => StatusCode::NOT_FOUND,
+            BatchError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// Answer `POST /REPO/data.dsync` for the repository at `root`.
+pub async fn respond(body: Incoming, root: PathBuf, conn: &Arc<Conn>) -> Response<Body> {
+    match prepare(body, root, conn).await {
+        Ok(files) => stream(files, conn),
+        Err(e) => {
+            if let BatchError::Io(e) = &e {
+                super::say(&format!("cannot open a served file: {e}"));
+            }
+            let code = e.status();
+            text(code, format!("{} batch refused: {e}\n", code.as_u16()))
+        }
+    }
+}
+
+fn stream(files: Vec<(File, u64)>, conn: &Arc<Conn>) -> Response<Body> {
+    let count = files.len() as u64;
+    let length: u64 = files.iter().map(|(_, len)| 8 + len).sum();
+    let mut r = Response::new(body::files(files, throttle(conn)));
+    let headers = r.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-dtp-batch"),
+    );
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    r.extensions_mut().insert(BatchFiles(count));
+    r
+}
+
+/// The list read, every path checked and every file opened; or why not.
+async fn prepare(
+    body: Incoming,
+    root: PathBuf,
+    conn: &Arc<Conn>,
+) -> Result<Vec<(File, u64)>, BatchError> {
+    let list = read_list(body, conn).await?;
+    let rels = parse(&list)?;
+    tokio::task::spawn_blocking(move || open_all(&root, &rels))
+        .await
+        .map_err(|e| BatchError::Io(std::io::Error::other(e)))?
+}
+
+/// The request body, within [`MAX_REQUEST`] and the request-head deadline.
+async fn read_list(body: Incoming, conn: &Arc<Conn>) -> Result<Bytes, BatchError> {
+    let limited = Limited::new(body, MAX_REQUEST);
+    match tokio::time::timeout(conn.shared.timeouts.header, limited.collect()).await {
+        Err(_) => Err(BatchError::Slow),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(BatchError::ListTooLarge),
+        Ok(Err(e)) => Err(BatchError::Read(e.to_string())),
+    }
+}
+
+/// One escaped path per line, each line ending in `\n`.
+fn parse(list: &[u8]) -> Result<Vec<Vec<u8>>, BatchError> {
+    let text = std::str::from_utf8(list).map_err(|_| BatchError::Malformed)?;
+    let lines = text.strip_suffix('\n').ok_or(BatchError::Malformed)?;
+    let lines: Vec<&str> = lines.split('\n').collect();
+    if lines.len() > MAX_FILES {
+        return Err(BatchError::TooManyFiles);
+    }
+    lines
+        .iter()
+        .enumerate()
+        .map(|(i, line)| {
+            paths::batch_path(line).map_err(|refusal| BatchError::Path {
+                line: i + 1,
+                refusal,
+            })
+        })
+        .collect()
+}
+
+/// Blocking: open every file as a `GET` would, within [`MAX_BYTES`].
+fn open_all(root: &std::path::Path, rels: &[Vec<u8>]) -> Result<Vec<(File, u64)>, BatchError> {
+    let mut files = Vec::with_capacity(rels.len());
+    let mut bytes = 0u64;
+    let dir = open::open_root(root).map_err(|e| at_line(1, e))?;
+    for (i, rel) in rels.iter().enumerate() {
+        let (file, meta) = open::open_below(&dir, rel).map_err(|e| at_line(i + 1, e))?;
+        bytes += meta.len();
+        if bytes > MAX_BYTES {
+            return Err(BatchError::TooManyBytes);
+        }
+        files.push((file, meta.len()));
+    }
+    Ok(files)
+}
+
+fn at_line(line: usize, e: OpenError) -> BatchError {
+    match e {
+        OpenError::NotFound => BatchError::NotFound { line },
+        OpenError::Io(e) => BatchError::Io(e),
+    }
+}
+
+/// A refusal for a `POST` anywhere but a manifest.
+pub fn not_here() -> Response<Body> {
+    let mut r = status(StatusCode::METHOD_NOT_ALLOWED);
+    r.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_are_parsed_and_checked_line_by_line() {
+        assert_eq!(
+            parse(b"a\nb%20c\n").unwrap(),
+            vec![b"a".to_vec(), b"b c".to_vec()]
+        );
+        assert!(matches!(parse(b"a"), Err(BatchError::Malformed)));
+        assert!(matches!(
+            parse(b"\n"),
+            Err(BatchError::Path { line: 1, .. })
+        ));
+        let e = parse(b"a\n../x\n").unwrap_err();
+        assert_eq!(e.status(), StatusCode::BAD_REQUEST);
+        assert!(e.to_string().starts_with("line 2: "), "{e}");
+        let many = "a\n".repeat(MAX_FILES + 1);
+        assert!(matches!(
+            parse(many.as_bytes()),
+            Err(BatchError::TooManyFiles)
+        ));
+    }
+
+    #[test]
+    fn the_advertised_limits_are_the_documented_ones() {
+        assert_eq!(advertised(), "files=256, bytes=8388608");
+    }
+}
