@@ -51,17 +51,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-wait_port() {
-    for _ in $(seq 1 400); do
-        python3 -c "import socket; socket.create_connection(('127.0.0.1',$1),0.2)" 2>/dev/null && return 0
-        sleep 0.05
-    done
-    echo "bench: nothing listens on port $1" >&2
-    return 1
-}
+source "$(dirname "$0")/lib.sh"
 
 # `measure NAME CMD…`: wall seconds (GNU time's own resolution is 10 ms, too
 # coarse) and peak RSS (MB) of CMD and the children

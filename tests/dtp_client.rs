@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use dsync::dtp::client::{self, ClientError, ClientOptions, Summary};
 use sha2::Digest;
 use support::apt::{CheckOptions, apt_available, check_consistent_with};
-use support::archive::{self, ArchiveSpec, TreeEntry, snapshot_diff, tree_snapshot};
+use support::archive::{self, ArchiveSpec, TreeEntry, small_spec, snapshot_diff, tree_snapshot};
 use support::dtp_host::DtpHost;
 use support::site::assert_success;
 
@@ -134,15 +134,6 @@ fn dsync(home: &Path) -> Command {
         .env("DSYNC_SENDMAIL", "/bin/true")
         .env_remove(client::STOP_AFTER_STAGE1);
     cmd
-}
-
-fn small_spec() -> ArchiveSpec {
-    ArchiveSpec {
-        suites: vec!["bookworm".into()],
-        components: vec!["main".into()],
-        archs: vec!["amd64".into()],
-        packages_per_component: 3,
-    }
 }
 
 #[test]

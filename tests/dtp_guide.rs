@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use support::archive::{self, ArchiveSpec};
+use support::archive::{self, small_spec};
 use support::dtp_host::{connect_from, read_all};
 use support::rsyncd::RsyncDaemon;
 use support::site::assert_success;
@@ -43,18 +43,7 @@ const GUIDE_ROCKY: &str = "repo=rocky\nsave={MIRRORS}/rocky\ndsync=true\n";
 /// "webroot=/mirrors" (`/mirrors` replaced).
 const GUIDE_WEBROOT: &str = "webroot={MIRRORS}\n";
 
-fn is_root() -> bool {
-    rustix::process::geteuid().is_root()
-}
-
-fn small_spec() -> ArchiveSpec {
-    ArchiveSpec {
-        suites: vec!["bookworm".into()],
-        components: vec!["main".into()],
-        archs: vec!["amd64".into()],
-        packages_per_component: 3,
-    }
-}
+use support::is_root;
 
 /// What an older dsync left in the tree: its hash cache, 0600.
 fn plant_old_cache(tree: &Path) {

@@ -27,9 +27,7 @@ const WAIT: Duration = Duration::from_secs(30);
 
 /// Are the tests root? Then every service they start binds as root and runs
 /// as `SERVICE_USER` (`dtp-user=`), as a root service must.
-fn is_root() -> bool {
-    rustix::process::geteuid().is_root()
-}
+use support::is_root;
 
 /// Root, or say loudly that `test` is skipped and why.
 fn root_or_skip(test: &str) -> bool {

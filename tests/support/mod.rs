@@ -36,6 +36,11 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+/// Whether the tests run as root (privilege drops, tmpfs and bind mounts need it).
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
 /// Poll `cond` every 20 ms until it returns true; panic if it is still false after `timeout`.
 ///
 /// The panic message names the caller's location (`#[track_caller]`) and the time waited.

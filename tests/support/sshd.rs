@@ -597,11 +597,7 @@ pub fn current_user() -> String {
     }
 }
 
-/// Whether we run as root.
-pub fn is_root() -> bool {
-    // SAFETY: geteuid cannot fail and has no side effects.
-    unsafe { libc::geteuid() == 0 }
-}
+pub use super::is_root;
 
 /// Quote `s` for a POSIX shell (single quotes), e.g. for paths in a forced command.
 pub fn sh_quote(s: &str) -> String {
