@@ -5,7 +5,7 @@
 
 use super::home::Home;
 use super::repo::{self, Repo};
-use super::upstream::{self, Source};
+use super::upstream::{self, Catalog, Source};
 use super::xync::{self, Global};
 
 /// One line per repository that loads, e.g.
@@ -13,16 +13,29 @@ use super::xync::{self, Global};
 pub fn upstream_lines(home: &Home) -> Vec<String> {
     let (global, _) = xync::load(&home.xync_conf());
     let (repos, _) = repo::load_all(&home.repos_dir());
+    let (catalog, _) = upstream::load_catalog(home);
+    let context = Context {
+        global: &global,
+        home,
+        catalog: &catalog,
+    };
     repos
         .iter()
         .filter_map(|repo| {
             let source = upstream::resolve(repo, &global, home).ok()?;
-            Some(line(repo, &global, home, &source))
+            Some(line(repo, &context, &source))
         })
         .collect()
 }
 
-fn line(repo: &Repo, global: &Global, home: &Home, source: &Source) -> String {
+/// What every repository's line is judged against, read once.
+struct Context<'a> {
+    global: &'a Global,
+    home: &'a Home,
+    catalog: &'a Catalog,
+}
+
+fn line(repo: &Repo, context: &Context<'_>, source: &Source) -> String {
     let (how, from) = match source {
         Source::Dtp(url) => ("DTP", url.clone()),
         Source::Rsync(urls) => ("rsync", urls.join(" or ")),
@@ -38,13 +51,13 @@ fn line(repo: &Repo, global: &Global, home: &Home, source: &Source) -> String {
     format!(
         "{}: {how} from {from} ({}) into {}",
         repo.name,
-        why(repo, global, home, source),
+        why(repo, context, source),
         repo.save.display()
     )
 }
 
 /// Which setting chose the upstream (upstream::resolve's order).
-fn why(repo: &Repo, global: &Global, home: &Home, source: &Source) -> String {
+fn why(repo: &Repo, context: &Context<'_>, source: &Source) -> String {
     let urls = match source {
         Source::Dtp(_) => return "dsync-url=".into(),
         Source::Ftpsync(urls) if urls.is_empty() => {
@@ -53,19 +66,19 @@ fn why(repo: &Repo, global: &Global, home: &Home, source: &Source) -> String {
         Source::Ftpsync(urls) | Source::Rsync(urls) => urls,
     };
     let first = urls.first().map(String::as_str);
-    if let Some(addr) = upstream::intranet_address(repo, global)
+    if let Some(addr) = upstream::intranet_address(repo, context.global)
         && first == Some(upstream::intranet_url(addr, &repo.name).as_str())
     {
         let whose = match repo.intradd {
             Some(_) => repo.file.display().to_string(),
-            None => home.xync_conf().display().to_string(),
+            None => context.home.xync_conf().display().to_string(),
         };
         return format!("intranet mode: intradd={addr} in {whose}");
     }
     if repo.src.is_some() {
         return "src=".into();
     }
-    match upstream::load_catalog(home).0.contains_key(&repo.name) {
+    match context.catalog.contains_key(&repo.name) {
         true => "the upstream catalog".into(),
         false => "api= of xync.conf".into(),
     }

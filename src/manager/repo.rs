@@ -390,9 +390,7 @@ pub fn parse(path: &Path, text: &str) -> (Option<Repo>, Vec<Diagnostic>) {
             )),
             Ok(vars) => {
                 check_ftpsync_vars(path, *ftpsync_line, b, &vars, &mut diags);
-                b.names_upstream = ["RSYNC_HOST", "RSYNC_SOURCE"]
-                    .iter()
-                    .any(|v| vars.get(v).is_some_and(|v| !v.is_empty()));
+                b.names_upstream = b.pasted_upstream(&vars).is_some();
                 if let Some(t) = vars.get("TO").filter(|t| !t.is_empty()) {
                     let line = b.assignment_line("TO").unwrap_or(*ftpsync_line);
                     to = Some((line, t.to_string()));

@@ -58,13 +58,11 @@ pub fn resolve(repo: &Repo, global: &Global, home: &Home) -> Result<Source, Diag
     if let Some(url) = &repo.dsync_url {
         return Ok(Source::Dtp(url.clone()));
     }
-    if let Some(src) = &repo.src {
-        return Ok(Source::Rsync(vec![with_slash(src)]));
+    // In general mode src= wins over the intranet address.
+    match intranet.filter(|_| repo.src.is_none()) {
+        Some(url) => Ok(Source::Rsync(vec![url])),
+        None => rsync_urls(repo, global, home).map(Source::Rsync),
     }
-    if let Some(url) = intranet {
-        return Ok(Source::Rsync(vec![url]));
-    }
-    rsync_urls(repo, global, home).map(Source::Rsync)
 }
 
 /// The intranet upstream's address, when intranet mode is on.
