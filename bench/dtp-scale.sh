@@ -26,14 +26,9 @@ while getopts "n:kh" opt; do
         *) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
     esac
 done
-for tool in rsync python3 cargo /usr/bin/time; do
-    command -v "$tool" >/dev/null || { echo "bench: $tool is needed" >&2; exit 1; }
-done
-
-repo_dir=$(cd "$(dirname "$0")/.." && pwd)
-echo "== building dsync (release)"
-(cd "$repo_dir" && cargo build --release --quiet)
-dsync_bin="$repo_dir/target/release/dsync"
+source "$(dirname "$0")/lib.sh"
+need rsync python3 cargo /usr/bin/time
+dsync_bin=$(build_dsync)
 
 # A tmpfs of our own as root (dsync refuses mirrors below /dev, so not
 # /dev/shm); the disk under /tmp otherwise.
@@ -50,8 +45,6 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
-
-source "$(dirname "$0")/lib.sh"
 
 # `measure NAME CMD…`: wall seconds (GNU time's own resolution is 10 ms, too
 # coarse) and peak RSS (MB) of CMD and the children

@@ -43,14 +43,9 @@ done
 min_size=${range%-*}
 max_size=${range#*-}
 [ -n "$folders" ] || folders=$(( (small + 99) / 100 ))
-for tool in rsync python3 cargo /usr/bin/time; do
-    command -v "$tool" >/dev/null || { echo "bench: $tool is needed" >&2; exit 1; }
-done
-
-repo_dir=$(cd "$(dirname "$0")/.." && pwd)
-echo "== building dsync (release)"
-(cd "$repo_dir" && cargo build --release --quiet)
-dsync_bin="$repo_dir/target/release/dsync"
+source "$(dirname "$0")/lib.sh"
+need rsync python3 cargo /usr/bin/time
+dsync_bin=$(build_dsync)
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/dtp-bench.XXXXXX")
 # Run as root, both servers serve as nobody: let it read the tree.
@@ -68,8 +63,6 @@ cleanup() {
     fi
 }
 trap cleanup EXIT
-
-source "$(dirname "$0")/lib.sh"
 
 now() { date +%s.%N; }
 elapsed() { python3 -c "print(f'{$2 - $1:.2f}')"; }

@@ -17,3 +17,20 @@ wait_port() {
     echo "bench: nothing listens on port $port" >&2
     return 1
 }
+
+# Stop with a clear message unless every tool named is on PATH.
+need() {
+    local tool
+    for tool in "$@"; do
+        command -v "$tool" >/dev/null || { echo "bench: $tool is needed" >&2; exit 1; }
+    done
+}
+
+# Build the release binary of this checkout; print its path.
+build_dsync() {
+    local repo_dir
+    repo_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+    echo "== building dsync (release)" >&2
+    (cd "$repo_dir" && cargo build --release --quiet) >&2
+    echo "$repo_dir/target/release/dsync"
+}
