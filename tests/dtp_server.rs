@@ -438,6 +438,46 @@ fn keep_alive_serves_several_requests_on_one_connection() {
     assert!(text.contains("0123456789HTTP/1.1 404"), "{text}");
 }
 
+/// File bodies go out by `sendfile(2)` behind hyper's back: on one
+/// connection, requests in a row (a `HEAD` whose body is never sent among
+/// them) each get exactly their own bytes.
+#[test]
+fn file_bodies_in_a_row_on_one_connection_each_get_their_bytes() {
+    let mut host = Host::new();
+    // Several of the service's 4 MiB chunks, and not a multiple of anything.
+    let big: Vec<u8> = (0..(9 << 20) + 123u32).map(|i| (i % 253) as u8).collect();
+    fs::write(host.repo().join("big"), &big).unwrap();
+    host.start("", &[]);
+    let mut stream = TcpStream::connect(host.addr()).unwrap();
+    stream
+        .write_all(
+            b"HEAD /debian/big HTTP/1.1\r\nHost: x\r\n\r\n\
+              GET /debian/big HTTP/1.1\r\nHost: x\r\nRange: bytes=5000000-\r\n\r\n\
+              GET /debian/dists/stable/Release HTTP/1.1\r\nHost: x\r\n\r\n\
+              GET /debian/big HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    let mut rest = &raw[..];
+    let mut next = |has_body: bool| {
+        let end = rest.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        let head = parse(&rest[..end]);
+        let len: usize = head.header("content-length").unwrap().parse().unwrap();
+        let len = if has_body { len } else { 0 };
+        let body = rest[end..end + len].to_vec();
+        rest = &rest[end + len..];
+        (head.status, body)
+    };
+    assert_eq!(next(false), (200, Vec::new()));
+    assert_eq!(next(true), (206, big[5_000_000..].to_vec()));
+    assert_eq!(next(true), (200, b"0123456789".to_vec()));
+    assert_eq!(next(true), (200, big.clone()));
+    assert!(rest.is_empty());
+    host.wait_logged(&[&format!(" GET \"/debian/big\" 200 {} ", big.len())]);
+}
+
 // ---------------------------------------------------------------- hostile requests
 
 #[test]

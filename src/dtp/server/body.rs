@@ -1,13 +1,15 @@
-//! Response bodies: small ones in memory, files streamed in chunks (throttled
-//! when the client's address has a bandwidth limit), and the wrapper that
-//! counts what was sent and writes the access-log line when the body is done
-//! or dropped (a client gone mid-download is logged with what it got).
+//! Response bodies: small ones in memory, files in chunks (throttled when
+//! the client's address has a bandwidth limit; a `GET`'s file by
+//! `sendfile(2)`, see [`super::sendfile`]), and the wrapper that counts what
+//! was sent and writes the access-log line when the body is done or dropped
+//! (a client gone mid-download is logged with what it got).
 
 use std::collections::VecDeque;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -19,6 +21,7 @@ use hyper::body::{Body as HttpBody, Frame, SizeHint};
 
 use super::access_log::{AccessLog, Record};
 use super::limits::{self, Client};
+use super::sendfile::{self, Outbox};
 
 pub type Body = UnsyncBoxBody<Bytes, std::io::Error>;
 
@@ -47,9 +50,72 @@ struct Reading {
     throttle: Throttle,
 }
 
-/// `len` bytes of `file` from `offset`, read in chunks off the async threads.
-pub fn file(file: File, offset: u64, len: u64, throttle: Throttle) -> Body {
-    StreamBody::new(chunks(file, offset, len, throttle).map_ok(Frame::data)).boxed_unsync()
+/// `len` bytes of `file` from `offset`, sent by the connection's socket
+/// straight from the page cache: the body itself only hands hyper
+/// placeholders, chunk by chunk, throttled as any other body.
+pub fn file(file: File, offset: u64, len: u64, throttle: Throttle, outbox: Arc<Outbox>) -> Body {
+    static IDS: AtomicU64 = AtomicU64::new(0);
+    let state = Placeholders {
+        file: Arc::new(file),
+        offset,
+        remaining: len,
+        throttle,
+        outbox,
+        id: IDS.fetch_add(1, Ordering::Relaxed),
+        registered: false,
+    };
+    let stream = futures_util::stream::try_unfold(state, next_placeholder);
+    StreamBody::new(stream.map_ok(Frame::data)).boxed_unsync()
+}
+
+/// A file body in flight: what is left to hand out.
+struct Placeholders {
+    file: Arc<File>,
+    offset: u64,
+    remaining: u64,
+    throttle: Throttle,
+    outbox: Arc<Outbox>,
+    id: u64,
+    /// Its range is in the outbox (from the first chunk on: a body built
+    /// and never sent, as a `HEAD`'s, must not stand in line there).
+    registered: bool,
+}
+
+async fn next_placeholder(mut st: Placeholders) -> std::io::Result<Option<(Bytes, Placeholders)>> {
+    if st.remaining == 0 {
+        return Ok(None);
+    }
+    if !st.registered {
+        st.outbox
+            .register(st.id, Arc::clone(&st.file), st.offset, st.remaining);
+        st.registered = true;
+        sendfile::read_ahead(&st.file, st.offset, sendfile::MAX_CHUNK as u64);
+    }
+    let rate = (st.throttle.rate)();
+    let size = match rate {
+        None => sendfile::MAX_CHUNK,
+        Some(_) => limits::chunk_size(rate),
+    };
+    let want = (size as u64).min(st.remaining);
+    if let Some(rate) = rate {
+        let wait = st.throttle.client.reserve(want, rate);
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+    }
+    st.offset += want;
+    st.remaining -= want;
+    // The chunk after this one, while this one goes out.
+    sendfile::read_ahead(&st.file, st.offset, want);
+    Ok(Some((sendfile::placeholder(want as usize), st)))
+}
+
+impl Drop for Placeholders {
+    fn drop(&mut self) {
+        if self.registered && self.remaining > 0 {
+            self.outbox.cancel(self.id, self.remaining);
+        }
+    }
 }
 
 /// A batch (protocol 1.1): each file as its length (8 bytes, big-endian)
@@ -125,21 +191,6 @@ fn read_small(files: &[(File, u64)], bytes: usize) -> std::io::Result<Bytes> {
         file.read_exact_at(&mut out[start..], 0)?;
     }
     Ok(Bytes::from(out))
-}
-
-fn chunks(
-    file: File,
-    offset: u64,
-    len: u64,
-    throttle: Throttle,
-) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send + 'static {
-    let state = Reading {
-        file: Arc::new(file),
-        offset,
-        remaining: len,
-        throttle,
-    };
-    futures_util::stream::try_unfold(state, next_chunk)
 }
 
 async fn next_chunk(mut st: Reading) -> std::io::Result<Option<(Bytes, Reading)>> {

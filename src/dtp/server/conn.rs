@@ -17,6 +17,7 @@ use super::access_log::Record;
 use super::http::{self, Conn};
 use super::io::WriteDeadline;
 use super::limits::Slot;
+use super::sendfile::ZeroCopy;
 use super::state::Shared;
 
 /// Request heads (line and headers) larger than this are refused by hyper.
@@ -39,8 +40,10 @@ pub async fn serve(
         shared: Arc::clone(&shared),
         client: slot.client(),
         requests: AtomicU64::new(0),
+        outbox: Arc::default(),
     });
-    let io = TokioIo::new(WriteDeadline::new(stream, shared.timeouts.write));
+    let socket = ZeroCopy::new(stream, Arc::clone(&conn.outbox));
+    let io = TokioIo::new(WriteDeadline::new(socket, shared.timeouts.write));
     let service = {
         let conn = Arc::clone(&conn);
         service_fn(move |req| http::handle(req, Arc::clone(&conn)))
@@ -50,6 +53,9 @@ pub async fn serve(
         .header_read_timeout(shared.timeouts.header)
         .keep_alive(true)
         .max_buf_size(MAX_HEAD)
+        // Vectored writes: hyper then passes a body's buffers on as they
+        // are, which the file bodies' placeholders rely on (`sendfile`).
+        .writev(true)
         .serve_connection(io, service);
     tokio::pin!(connection);
     let result = tokio::select! {

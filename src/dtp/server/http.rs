@@ -24,6 +24,7 @@ use super::limits::Client;
 use super::open::{self, OpenError};
 use super::paths::{self, Refusal, Route};
 use super::range;
+use super::sendfile::Outbox;
 use super::state::Shared;
 use crate::dtp::MANIFEST;
 use crate::dtp::manifest::Header;
@@ -38,6 +39,8 @@ pub struct Conn {
     pub client: Arc<Client>,
     /// Requests received so far (a connection that times out with none is logged).
     pub requests: AtomicU64,
+    /// The file ranges its socket sends by `sendfile(2)`.
+    pub outbox: Arc<Outbox>,
 }
 
 /// Answer one request and arrange for its access-log line.
@@ -292,7 +295,8 @@ fn send_file(headers: &HeaderMap, file: File, meta: &Metadata, conn: &Arc<Conn>)
         },
     };
     let (offset, len) = span.map_or((0, size), |s| (s.start, s.len()));
-    let mut r = Response::new(body::file(file, offset, len, throttle(conn)));
+    let body = body::file(file, offset, len, throttle(conn), Arc::clone(&conn.outbox));
+    let mut r = Response::new(body);
     set(&mut r, header::CONTENT_TYPE, "application/octet-stream");
     set(&mut r, header::CONTENT_LENGTH, &len.to_string());
     set(&mut r, header::ACCEPT_RANGES, "bytes");

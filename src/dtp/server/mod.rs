@@ -49,6 +49,7 @@ pub mod privileges;
 mod range;
 mod refuse;
 mod run;
+mod sendfile;
 mod state;
 
 use std::net::SocketAddr;
