@@ -4,13 +4,14 @@
 # three times (initial full sync, no-change sync, 1%-changed sync).
 #
 #   bench/dtp-vs-rsync.sh [-n SMALL_FILES] [-r MIN-MAX] [-f FOLDERS]
-#                         [-l LARGE_FILES] [-s LARGE_MB] [-k]
+#                         [-l LARGE_FILES] [-s LARGE_MB] [-D] [-k]
 #
 #   -n  small files (default 20000)
 #   -r  size range of the small files in bytes (default 1024-16384)
 #   -f  folders they are spread over (default: one per 100 files)
 #   -l  large files (default 3)
 #   -s  size of each large file in MiB (default 64)
+#   -D  DTP alone: rsync is not run (on a busy machine, one side at a time)
 #   -k  keep the work folder (printed at the end)
 #
 # Issue 13's tree: -n 50000 -r 200-4096 -f 50 -l 0. The client's peak RSS
@@ -28,15 +29,17 @@ folders=""
 large=3
 large_mb=64
 keep=0
-while getopts "n:r:f:l:s:kh" opt; do
+rsync_too=1
+while getopts "n:r:f:l:s:Dkh" opt; do
     case "$opt" in
         n) small=$OPTARG ;;
         r) range=$OPTARG ;;
         f) folders=$OPTARG ;;
         l) large=$OPTARG ;;
         s) large_mb=$OPTARG ;;
+        D) rsync_too=0 ;;
         k) keep=1 ;;
-        *) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+        *) sed -n '2,/^set /{/^set /!p}' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
     esac
 done
 
@@ -153,8 +156,12 @@ declare -A result
 rss_mib() { echo $(( $(tail -1 "$rss_file") / 1024 )); }
 measure() {
     local name=$1
-    result[$name,rsync]=$(timed run_rsync)
-    result[$name,rsync_rss]=$(rss_mib)
+    result[$name,rsync]=-
+    result[$name,rsync_rss]=-
+    if [ "$rsync_too" = 1 ]; then
+        result[$name,rsync]=$(timed run_rsync)
+        result[$name,rsync_rss]=$(rss_mib)
+    fi
     result[$name,dtp]=$(timed run_dtp)
     result[$name,dtp_rss]=$(rss_mib)
 }
@@ -183,8 +190,10 @@ gen_change=$(elapsed "$t0" "$(now)")
 measure changed
 
 # Both mirrors must equal the source.
-diff -r --exclude=data.dsync --exclude=.dsync-cache "$src" "$rsync_mirror" >/dev/null \
-    || { echo "bench: the rsync mirror differs" >&2; exit 1; }
+if [ "$rsync_too" = 1 ]; then
+    diff -r --exclude=data.dsync --exclude=.dsync-cache "$src" "$rsync_mirror" >/dev/null \
+        || { echo "bench: the rsync mirror differs" >&2; exit 1; }
+fi
 diff -r --exclude=data.dsync --exclude=.dsync-cache "$src" "$dtp_mirror" >/dev/null \
     || { echo "bench: the DTP mirror differs" >&2; exit 1; }
 
@@ -200,7 +209,8 @@ for name in initial unchanged changed; do
     r=${result[$name,rsync]}
     d=${result[$name,dtp]}
     # How many times faster DTP is: above 1, DTP wins.
-    ratio=$(python3 -c "print(f'{$r / $d:.2f}' if $d > 0 else '-')")
+    ratio=-
+    [ "$r" = - ] || ratio=$(python3 -c "print(f'{$r / $d:.2f}' if $d > 0 else '-')")
     printf '%-22s %9s %9s %10s %10s %10s\n' "$label" "$r" "$d" "$ratio" \
         "${result[$name,rsync_rss]}" "${result[$name,dtp_rss]}"
 done
