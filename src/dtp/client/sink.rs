@@ -72,3 +72,43 @@ fn hash(mut hasher: Sha256, mut chunks: Receiver<Bytes>) -> Sha256 {
     }
     hasher
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Seek, SeekFrom};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_chunk_is_written_and_hashed_in_order() {
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(b"prefix:").unwrap();
+        let sink = Sink::start(file, Sha256::new_with_prefix(b"prefix:"));
+        let mut whole = b"prefix:".to_vec();
+        for i in 0..100u32 {
+            let chunk: Vec<u8> = (0..(1000 + i)).map(|j| (i + j) as u8).collect();
+            whole.extend_from_slice(&chunk);
+            assert!(sink.write(Bytes::from(chunk)).await);
+        }
+        let (mut file, hasher) = sink.finish().await.unwrap();
+        assert_eq!(hasher.finalize(), Sha256::digest(&whole));
+        let mut written = Vec::new();
+        file.seek(SeekFrom::Start(0)).unwrap();
+        file.read_to_end(&mut written).unwrap();
+        assert_eq!(written, whole);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_write_stops_the_sink_and_says_why() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f"), b"").unwrap();
+        // Read-only: every write fails.
+        let file = File::open(dir.path().join("f")).unwrap();
+        let sink = Sink::start(file, Sha256::new());
+        let mut accepted = 0;
+        while sink.write(Bytes::from_static(b"data")).await {
+            accepted += 1;
+            assert!(accepted <= QUEUE + 1, "the sink kept taking chunks");
+        }
+        assert!(sink.finish().await.is_err());
+    }
+}
