@@ -19,17 +19,20 @@
 //! with its queue write strategy (vectored writes), which the connection
 //! asks for explicitly ([`hyper::server::conn::http1::Builder::writev`]).
 //! Placeholder bytes without a registered range fail the connection rather
-//! than send anything else.
+//! than send anything else. A file system that cannot `sendfile` gets a
+//! read and a write instead.
 
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, IoSlice};
 use std::num::NonZeroU64;
+use std::os::unix::fs::FileExt;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
+use rustix::io::Errno;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
 
@@ -38,6 +41,9 @@ use tokio::net::TcpStream;
 pub const MAX_CHUNK: usize = 4 << 20;
 
 static PLACEHOLDER: [u8; MAX_CHUNK] = [0; MAX_CHUNK];
+
+/// What one read reads where `sendfile` cannot be used.
+const COPY_CHUNK: usize = 256 * 1024;
 
 /// A stand-in for the next `len` bytes of the registered file.
 pub fn placeholder(len: usize) -> Bytes {
@@ -147,9 +153,8 @@ impl ZeroCopy {
         let count = (want as u64).min(remaining) as usize;
         loop {
             ready!(self.stream.poll_write_ready(cx))?;
-            let mut at = offset;
             let sent = self.stream.try_io(Interest::WRITABLE, || {
-                rustix::fs::sendfile(&self.stream, &*file, Some(&mut at), count).map_err(Into::into)
+                send(&self.stream, &file, offset, count)
             });
             match sent {
                 // The file shrank under us: end the response short, the client retries.
@@ -163,6 +168,28 @@ impl ZeroCopy {
             }
         }
     }
+}
+
+/// Up to `count` bytes of `file` from `offset` into `socket`, which is
+/// ready for writing: `sendfile(2)`, or where the file's file system cannot
+/// splice, a read and a write.
+fn send(socket: &TcpStream, file: &File, offset: u64, count: usize) -> io::Result<usize> {
+    let mut at = offset;
+    match rustix::fs::sendfile(socket, file, Some(&mut at), count) {
+        Err(Errno::INVAL | Errno::NOSYS) => copy(socket, file, offset, count),
+        other => other.map_err(Into::into),
+    }
+}
+
+/// The way without `sendfile`: a chunk read, as much of it written as the
+/// socket takes (the rest is read again next time).
+fn copy(socket: &TcpStream, file: &File, offset: u64, count: usize) -> io::Result<usize> {
+    let mut buf = vec![0; count.min(COPY_CHUNK)];
+    let n = file.read_at(&mut buf, offset)?;
+    if n == 0 {
+        return Ok(0);
+    }
+    Ok(rustix::io::write(socket, &buf[..n])?)
 }
 
 impl AsyncRead for ZeroCopy {
@@ -280,6 +307,20 @@ mod tests {
         let mut io = ZeroCopy::new(server, Arc::clone(&outbox));
         let err = io.write_all(&placeholder(100)).await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn without_sendfile_a_read_and_a_write_send_the_same_bytes() {
+        let (server, mut client) = pair().await;
+        let data: Vec<u8> = (0..1000u32).map(|i| (i % 7) as u8).collect();
+        let file = file_of(&data);
+        server.writable().await.unwrap();
+        assert_eq!(copy(&server, &file, 100, 500).unwrap(), 500);
+        assert_eq!(copy(&server, &file, 1000, 10).unwrap(), 0);
+        drop(server);
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, data[100..600]);
     }
 
     #[test]
