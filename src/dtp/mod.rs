@@ -95,6 +95,7 @@
 pub mod client;
 pub mod escape;
 pub mod manifest;
+pub mod ordered_walk;
 pub mod server;
 
 /// The manifest's file name, at the root of every served repository.

@@ -2,7 +2,7 @@
 
 use std::ffi::OsStr;
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::io::{BufRead, BufReader, BufWriter, Read, Seek, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -75,14 +75,14 @@ pub(super) fn body_digest(entries: &[Entry]) -> String {
 }
 
 pub(super) fn encode(m: &Manifest) -> Vec<u8> {
-    let header = format!(
-        "{MAGIC}\nrepo {}\nentries {}\nbytes {}\ngenerated {}\ndigest {}\n\n",
-        escape(m.header.repo.as_bytes()),
-        m.entries.len(),
-        super::total_bytes(&m.entries),
-        m.header.generated,
-        body_digest(&m.entries),
-    );
+    let header = header_text(&Header {
+        version: 1,
+        repo: m.header.repo.clone(),
+        entries: m.entries.len() as u64,
+        bytes: super::total_bytes(&m.entries),
+        generated: m.header.generated,
+        digest: body_digest(&m.entries),
+    });
     let mut enc = zstd::stream::write::Encoder::new(Vec::new(), LEVEL).expect("zstd encoder");
     enc.include_checksum(true).expect("zstd parameter");
     // Lines go to zstd in large pieces, not one call each.
@@ -103,69 +103,273 @@ pub(super) fn encode(m: &Manifest) -> Vec<u8> {
 }
 
 pub(super) fn decode(bytes: &[u8], limits: &Limits) -> Result<Manifest, ManifestError> {
-    let mut decoder = zstd::stream::read::Decoder::with_buffer(bytes)
-        .map_err(|e| invalid(0, format!("zstd: {e}")))?
-        .single_frame();
-    decoder
-        .window_log_max(window_log(limits.max_bytes))
-        .map_err(|e| invalid(0, format!("zstd: {e}")))?;
-    let mut lines = Lines::new(decoder, limits.max_bytes);
-    let header = parse_header(&mut lines, limits.max_entries)?;
-
+    let mut reader = EntryReader::new(bytes, limits)?;
     // Bounded by max_entries already; the cap keeps a lying header from
     // reserving memory its body never fills.
-    let mut entries: Vec<Entry> = Vec::with_capacity(header.entries.min(4096) as usize);
-    let mut hasher = Sha256::new();
-    let mut sum: u64 = 0;
-    while let Some((n, line)) = lines.next()? {
-        if entries.len() as u64 == header.entries {
+    let mut entries = Vec::with_capacity(reader.header().entries.min(4096) as usize);
+    while let Some(entry) = reader.next_entry()? {
+        entries.push(entry);
+    }
+    Ok(Manifest {
+        header: reader.header,
+        entries,
+    })
+}
+
+/// A manifest read entry by entry, checked as it goes: memory is one line
+/// and the folders listed so far, not the entries. Every line is checked as
+/// [`Manifest::decode`] checks it; the count, the sum of sizes, the digest
+/// and the end of the frame are checked when the last entry has been read, so
+/// an entry is only trusted once [`EntryReader::next_entry`] has said `None`.
+pub struct EntryReader<R: BufRead> {
+    lines: Lines<zstd::stream::read::Decoder<'static, R>>,
+    header: Header,
+    hasher: Sha256,
+    count: u64,
+    sum: u64,
+    last: Vec<u8>,
+    /// Every folder listed so far, in order (so sorted): where a later
+    /// entry's parent is looked up.
+    folders: Vec<Box<[u8]>>,
+    done: bool,
+}
+
+impl<R: BufRead> EntryReader<R> {
+    /// Read and check the header of the compressed manifest in `src`.
+    pub fn new(src: R, limits: &Limits) -> Result<Self, ManifestError> {
+        let mut decoder = zstd::stream::read::Decoder::with_buffer(src)
+            .map_err(|e| invalid(0, format!("zstd: {e}")))?
+            .single_frame();
+        decoder
+            .window_log_max(window_log(limits.max_bytes))
+            .map_err(|e| invalid(0, format!("zstd: {e}")))?;
+        let mut lines = Lines::new(decoder, limits.max_bytes);
+        let header = parse_header(&mut lines, limits.max_entries)?;
+        Ok(EntryReader {
+            lines,
+            header,
+            hasher: Sha256::new(),
+            count: 0,
+            sum: 0,
+            last: Vec::new(),
+            folders: Vec::new(),
+            done: false,
+        })
+    }
+
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// The next entry; `None` once the whole manifest has been read and found
+    /// consistent with its header.
+    pub fn next_entry(&mut self) -> Result<Option<Entry>, ManifestError> {
+        if self.done {
+            return Ok(None);
+        }
+        let Some((n, line)) = self.lines.next()? else {
+            self.finish()?;
+            self.done = true;
+            return Ok(None);
+        };
+        if self.count == self.header.entries {
             return Err(invalid(
                 n,
-                format!("more than the {} entries the header says", header.entries),
+                format!(
+                    "more than the {} entries the header says",
+                    self.header.entries
+                ),
             ));
         }
-        hasher.update(line.as_bytes());
-        hasher.update(b"\n");
+        self.hasher.update(line.as_bytes());
+        self.hasher.update(b"\n");
         let entry = parse_entry(line).map_err(|reason| invalid(n, reason))?;
-        check_place(&entry, &entries).map_err(|reason| invalid(n, reason))?;
+        self.check_place(&entry)
+            .map_err(|reason| invalid(n, reason))?;
         if entry.kind == Kind::File {
-            sum = sum
+            self.sum = self
+                .sum
                 .checked_add(entry.size)
                 .ok_or_else(|| invalid(n, "file sizes add up past 2^64".into()))?;
         }
-        entries.push(entry);
+        self.count += 1;
+        self.last.clear();
+        self.last.extend_from_slice(path_bytes(&entry.path));
+        if entry.kind == Kind::Dir {
+            self.folders.push(self.last.clone().into_boxed_slice());
+        }
+        Ok(Some(entry))
     }
-    // Anything after the one frame (another frame, garbage) is refused too.
-    let rest = lines.src.into_inner().into_inner().finish();
-    if !rest.is_empty() {
-        return Err(invalid(
-            0,
-            format!("{} bytes after the zstd frame", rest.len()),
-        ));
+
+    /// Sorted after the entry before, inside a listed folder, not one of our
+    /// own files.
+    fn check_place(&self, entry: &Entry) -> Result<(), String> {
+        let path = path_bytes(&entry.path);
+        if self.count > 0 && self.last.as_slice() >= path {
+            return Err(format!(
+                "{} is not after {} (sorted by bytes, no duplicates)",
+                escape(path),
+                escape(&self.last)
+            ));
+        }
+        if is_excluded(&entry.path) {
+            return Err(format!("{} is never listed in a manifest", escape(path)));
+        }
+        if let Some(slash) = path.iter().rposition(|&b| b == b'/') {
+            let parent = &path[..slash];
+            // Not necessarily the line before: "a-b" sorts between "a" and "a/c".
+            if self
+                .folders
+                .binary_search_by(|f| f.as_ref().cmp(parent))
+                .is_err()
+            {
+                return Err(format!(
+                    "{} is not listed as a folder before it",
+                    escape(parent)
+                ));
+            }
+        }
+        Ok(())
     }
-    if entries.len() as u64 != header.entries {
-        let reason = format!(
-            "the header says {} entries, the body has {}",
-            header.entries,
-            entries.len()
-        );
-        return Err(invalid(ENTRIES_LINE, reason));
+
+    /// The checks only the end can make.
+    fn finish(&mut self) -> Result<(), ManifestError> {
+        // Anything after the one frame (another frame, garbage) is refused too.
+        let rest = self.lines.src.get_mut().get_mut().get_mut();
+        let left = rest.fill_buf().map(|b| b.len()).unwrap_or(1);
+        if left > 0 {
+            return Err(invalid(0, "bytes after the zstd frame".to_string()));
+        }
+        let header = &self.header;
+        if self.count != header.entries {
+            let reason = format!(
+                "the header says {} entries, the body has {}",
+                header.entries, self.count
+            );
+            return Err(invalid(ENTRIES_LINE, reason));
+        }
+        if self.sum != header.bytes {
+            let reason = format!(
+                "the header says {} bytes, the files add up to {}",
+                header.bytes, self.sum
+            );
+            return Err(invalid(BYTES_LINE, reason));
+        }
+        let digest = format!("sha256:{}", hex(&self.hasher.clone().finalize()));
+        if digest != header.digest {
+            return Err(invalid(
+                DIGEST_LINE,
+                format!("the body's digest is {digest}"),
+            ));
+        }
+        Ok(())
     }
-    if sum != header.bytes {
-        let reason = format!(
-            "the header says {} bytes, the files add up to {sum}",
-            header.bytes
-        );
-        return Err(invalid(BYTES_LINE, reason));
+}
+
+impl<R: BufRead> Iterator for EntryReader<R> {
+    type Item = Result<Entry, ManifestError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self.next_entry() {
+            Ok(entry) => entry.map(Ok),
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
     }
-    let digest = format!("sha256:{}", hex(&hasher.finalize()));
-    if digest != header.digest {
-        return Err(invalid(
-            DIGEST_LINE,
-            format!("the body's digest is {digest}"),
-        ));
+}
+
+/// A manifest written entry by entry, in order: the lines go to a spool
+/// file (the header, which comes first, needs the count and digest of all of
+/// them), then [`ManifestWriter::finish`] compresses header and body.
+pub struct ManifestWriter {
+    spool: BufWriter<File>,
+    hasher: Sha256,
+    count: u64,
+    sum: u64,
+    last: Vec<u8>,
+    line: Vec<u8>,
+}
+
+impl ManifestWriter {
+    /// `spool`: an empty file to hold the body meanwhile (best unnamed, out
+    /// of the served tree).
+    pub fn new(spool: File) -> Self {
+        ManifestWriter {
+            spool: BufWriter::with_capacity(1 << 16, spool),
+            hasher: Sha256::new(),
+            count: 0,
+            sum: 0,
+            last: Vec::new(),
+            line: Vec::new(),
+        }
     }
-    Ok(Manifest { header, entries })
+
+    /// Add the next entry; it must sort after the one before.
+    pub fn push(&mut self, e: &Entry) -> std::io::Result<()> {
+        let path = path_bytes(&e.path);
+        if self.count > 0 && self.last.as_slice() >= path {
+            return Err(std::io::Error::other(format!(
+                "manifest entries out of order: {} after {}",
+                escape(path),
+                escape(&self.last)
+            )));
+        }
+        self.last.clear();
+        self.last.extend_from_slice(path);
+        self.line.clear();
+        write_line(e, &mut self.line);
+        self.line.push(b'\n');
+        self.hasher.update(&self.line);
+        self.spool.write_all(&self.line)?;
+        self.count += 1;
+        if e.kind == Kind::File {
+            self.sum = self.sum.saturating_add(e.size);
+        }
+        Ok(())
+    }
+
+    /// Entries pushed so far.
+    pub fn len(&self) -> u64 {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Write the compressed manifest (as [`Manifest::encode`] would) to
+    /// `out`; its header.
+    pub fn finish(self, repo: &str, generated: i64, out: impl Write) -> std::io::Result<Header> {
+        let header = Header {
+            version: 1,
+            repo: repo.to_string(),
+            entries: self.count,
+            bytes: self.sum,
+            generated,
+            digest: format!("sha256:{}", hex(&self.hasher.finalize())),
+        };
+        let mut spool = self.spool.into_inner().map_err(|e| e.into_error())?;
+        spool.seek(std::io::SeekFrom::Start(0))?;
+        let mut enc = zstd::stream::write::Encoder::new(out, LEVEL)?;
+        enc.include_checksum(true)?;
+        enc.write_all(header_text(&header).as_bytes())?;
+        std::io::copy(&mut BufReader::with_capacity(1 << 16, spool), &mut enc)?;
+        enc.finish()?.flush()?;
+        Ok(header)
+    }
+}
+
+fn header_text(h: &Header) -> String {
+    format!(
+        "{MAGIC}\nrepo {}\nentries {}\nbytes {}\ngenerated {}\ndigest {}\n\n",
+        escape(h.repo.as_bytes()),
+        h.entries,
+        h.bytes,
+        h.generated,
+        h.digest,
+    )
 }
 
 /// The header only, read from a manifest file (for `/api/repos` and ETags).
@@ -374,38 +578,6 @@ fn parse_entry(line: &str) -> Result<Entry, String> {
     })
 }
 
-/// Sorted after `before`, inside a listed folder, not one of our own files.
-fn check_place(entry: &Entry, before: &[Entry]) -> Result<(), String> {
-    let path = path_bytes(&entry.path);
-    if let Some(last) = before.last()
-        && path_bytes(&last.path) >= path
-    {
-        return Err(format!(
-            "{} is not after {} (sorted by bytes, no duplicates)",
-            escape(path),
-            escape(path_bytes(&last.path))
-        ));
-    }
-    if is_excluded(&entry.path) {
-        return Err(format!("{} is never listed in a manifest", escape(path)));
-    }
-    if let Some(slash) = path.iter().rposition(|&b| b == b'/') {
-        let parent = &path[..slash];
-        // Not necessarily the line before: "a-b" sorts between "a" and "a/c".
-        let listed = before
-            .binary_search_by(|e| path_bytes(&e.path).cmp(parent))
-            .ok()
-            .map(|i| before[i].kind);
-        if listed != Some(Kind::Dir) {
-            return Err(format!(
-                "{} is not listed as a folder before it",
-                escape(parent)
-            ));
-        }
-    }
-    Ok(())
-}
-
 /// Canonical decimal: digits, no leading zero (so one number has one spelling).
 pub(super) fn parse_u64(s: &str) -> Option<u64> {
     canonical_digits(s).then(|| s.parse().ok()).flatten()
@@ -514,6 +686,36 @@ mod tests {
             Manifest::decode(&m.encode(), &Limits::default()).unwrap(),
             m
         );
+    }
+
+    #[test]
+    fn the_writer_makes_what_encode_makes_and_the_reader_streams_it() {
+        let m = sample();
+        let mut w = ManifestWriter::new(tempfile::tempfile().unwrap());
+        for e in &m.entries {
+            w.push(e).unwrap();
+        }
+        let mut out = Vec::new();
+        let header = w.finish("debian", m.header.generated, &mut out).unwrap();
+        assert_eq!((&out, &header), (&m.encode(), &m.header));
+
+        let reader = EntryReader::new(&out[..], &Limits::default()).unwrap();
+        assert_eq!(reader.header(), &m.header);
+        let entries: Vec<Entry> = reader.collect::<Result<_, _>>().unwrap();
+        assert_eq!(entries, m.entries);
+
+        // A file with a byte after the frame: refused, at the end.
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(&out).unwrap();
+        file.write_all(b"x").unwrap();
+        file.rewind().unwrap();
+        let reader = EntryReader::new(BufReader::new(file), &Limits::default()).unwrap();
+        let result: Result<Vec<Entry>, _> = reader.collect();
+        assert!(result.is_err());
+
+        let mut w = ManifestWriter::new(tempfile::tempfile().unwrap());
+        w.push(&m.entries[1]).unwrap();
+        assert!(w.push(&m.entries[0]).is_err(), "out of order");
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //! named temporary file is used, 0644 from the start.
 
 use std::fs::{File, Permissions};
-use std::io::{self, Write};
+use std::io::{self, Seek, Write};
 use std::os::fd::AsFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -31,33 +31,80 @@ pub fn install(root: &Path, manifest: &Manifest) -> io::Result<()> {
 /// [`install`] for bytes already encoded (a client installs exactly what it
 /// fetched and checked).
 pub fn install_bytes(root: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = File::open(root)?;
-    let installed = match unnamed(&dir, bytes) {
-        Ok(file) => publish(&dir, &file),
-        Err(e) => Err(e),
-    };
-    match installed {
-        Ok(()) => {}
-        Err(e) if unsupported(&e) => named(root, bytes)?,
-        Err(e) => return Err(e),
-    }
-    // The rename is durable only once the folder is synced.
-    dir.sync_all()
+    let mut pending = Pending::begin(root)?;
+    pending.file().write_all(bytes)?;
+    pending.publish()
 }
 
-/// The manifest in a file without a name in `dir`, complete and synced.
-fn unnamed(dir: &File, bytes: &[u8]) -> io::Result<File> {
+/// A manifest on its way into a tree, for one too large to hold in memory:
+/// write it into [`Pending::file`], then [`Pending::publish`]. Dropped
+/// unpublished, it leaves nothing behind.
+pub struct Pending {
+    root: PathBuf,
+    dir: File,
+    file: File,
+    /// The named fallback, when the file system has no unnamed files.
+    named: Option<tempfile::NamedTempFile>,
+}
+
+impl Pending {
+    pub fn begin(root: &Path) -> io::Result<Pending> {
+        let dir = File::open(root)?;
+        let (file, named) = match unnamed(&dir) {
+            Ok(file) => (file, None),
+            Err(e) if unsupported(&e) => {
+                let tmp = named(root)?;
+                (tmp.as_file().try_clone()?, Some(tmp))
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(Pending {
+            root: root.to_path_buf(),
+            dir,
+            file,
+            named,
+        })
+    }
+
+    /// Where the manifest's bytes go.
+    pub fn file(&mut self) -> &mut File {
+        &mut self.file
+    }
+
+    /// Sync it and rename it over `root/data.dsync`.
+    pub fn publish(mut self) -> io::Result<()> {
+        self.file.sync_all()?;
+        match self.named.take() {
+            Some(tmp) => persist(tmp, &self.root)?,
+            None => match publish(&self.dir, &self.file) {
+                Ok(()) => {}
+                // Unnamed but no way to name it: copy it into a named one.
+                Err(e) if unsupported(&e) => {
+                    let mut tmp = named(&self.root)?;
+                    self.file.seek(io::SeekFrom::Start(0))?;
+                    io::copy(&mut self.file, tmp.as_file_mut())?;
+                    tmp.as_file().sync_all()?;
+                    persist(tmp, &self.root)?;
+                }
+                Err(e) => return Err(e),
+            },
+        }
+        // The rename is durable only once the folder is synced.
+        self.dir.sync_all()
+    }
+}
+
+/// An empty file without a name in `dir`, 0644.
+fn unnamed(dir: &File) -> io::Result<File> {
     let fd = rustix::fs::openat(
         dir,
         ".",
-        OFlags::TMPFILE | OFlags::WRONLY | OFlags::CLOEXEC,
+        OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC,
         Mode::from_raw_mode(MODE),
     )?;
-    let mut file = File::from(fd);
+    let file = File::from(fd);
     // The umask may have taken bits away.
     file.set_permissions(Permissions::from_mode(MODE))?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
     Ok(file)
 }
 
@@ -111,17 +158,19 @@ pub(crate) fn unsupported(e: &io::Error) -> bool {
     )
 }
 
-/// The fallback: a named temporary file, 0644 before a byte is written.
-fn named(root: &Path, bytes: &[u8]) -> io::Result<()> {
-    // The temp file is removed on any error (NamedTempFile's drop).
-    let mut tmp = tempfile::Builder::new()
+/// The fallback: a named temporary file, 0644 before a byte is written
+/// (removed again if dropped).
+fn named(root: &Path) -> io::Result<tempfile::NamedTempFile> {
+    let tmp = tempfile::Builder::new()
         .prefix(TEMP_PREFIX)
         .permissions(Permissions::from_mode(MODE))
         .tempfile_in(root)?;
     tmp.as_file()
         .set_permissions(Permissions::from_mode(MODE))?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
+    Ok(tmp)
+}
+
+fn persist(tmp: tempfile::NamedTempFile, root: &Path) -> io::Result<()> {
     tmp.persist(root.join(crate::dtp::MANIFEST))
         .map_err(|e| e.error)?;
     Ok(())
@@ -178,7 +227,9 @@ mod tests {
     #[test]
     fn the_named_fallback_is_0644_and_leaves_nothing_else() {
         let dir = tempfile::tempdir().unwrap();
-        named(dir.path(), b"x").unwrap();
+        let mut tmp = named(dir.path()).unwrap();
+        tmp.write_all(b"x").unwrap();
+        persist(tmp, dir.path()).unwrap();
         assert_eq!(names(dir.path()), ["data.dsync"]);
         let meta = std::fs::metadata(dir.path().join("data.dsync")).unwrap();
         assert_eq!(meta.mode() & 0o7777, 0o644);

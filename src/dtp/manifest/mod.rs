@@ -25,8 +25,8 @@ use std::path::{Path, PathBuf};
 use sha2::Digest;
 
 pub use cache::OLD_FILE as OLD_CACHE;
-pub use format::read_header;
-pub use install::{install, install_bytes, remove_leftovers};
+pub use format::{EntryReader, ManifestWriter, read_header};
+pub use install::{Pending, install, install_bytes, remove_leftovers};
 pub(crate) use install::{link as link_unnamed, unsupported as unnamed_unsupported};
 pub use walk::{GenStats, generate, generate_with_stats};
 
