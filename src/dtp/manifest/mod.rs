@@ -28,7 +28,7 @@ pub use cache::OLD_FILE as OLD_CACHE;
 pub use format::{EntryReader, ManifestWriter, read_header};
 pub use install::{Pending, install, install_bytes, remove_leftovers};
 pub(crate) use install::{link as link_unnamed, unsupported as unnamed_unsupported};
-pub use walk::{GenStats, generate, generate_with_stats};
+pub use walk::{GenStats, generate, generate_and_install, generate_with_stats};
 
 /// The marker a stopped repository's folder holds (`dsync -emoff` leaves it at
 /// the root): the protocol never lists it (see [`crate::dtp`]).
@@ -204,33 +204,54 @@ const TEMP_PREFIX: &str = ".data.dsync.tmp";
 /// update those entries of `root/data.dsync` (hash the files again, add the
 /// ones not listed) so that what it serves stays true to its tree. `paths`
 /// are relative, regular files whose parent folders are listed.
+///
+/// The manifest is read and written entry by entry (through an unnamed
+/// spool file in `root`), so this costs no memory that grows with the tree.
 pub fn refresh(root: &Path, paths: &[PathBuf]) -> Result<(), ManifestError> {
     use std::os::unix::fs::MetadataExt;
     let file = root.join(crate::dtp::MANIFEST);
-    let bytes = std::fs::read(&file)?;
-    let old = Manifest::decode(&bytes, &Limits::default())?;
-    let mut entries = old.entries;
+    let mut fresh = Vec::new();
     for path in paths {
         let meta = std::fs::symlink_metadata(root.join(path))?;
         if !meta.is_file() {
             continue;
         }
         let content = std::fs::read(root.join(path))?;
-        let digest: [u8; 32] = sha2::Sha256::digest(&content).into();
-        let entry = Entry {
+        fresh.push(Entry {
             kind: Kind::File,
             path: path.clone(),
             mode: meta.mode() & 0o7777,
             size: content.len() as u64,
             mtime: meta.mtime(),
-            sha256: Some(digest),
+            sha256: Some(sha2::Sha256::digest(&content).into()),
             target: None,
-        };
-        entries.retain(|e| &e.path != path);
-        entries.push(entry);
+        });
     }
-    let manifest = Manifest::new(&old.header.repo, chrono::Utc::now().timestamp(), entries);
-    install(root, &manifest)?;
+    fresh.sort_by(|a, b| path_bytes(&a.path).cmp(path_bytes(&b.path)));
+    fresh.dedup_by(|a, b| a.path == b.path);
+
+    let src = std::io::BufReader::new(std::fs::File::open(&file).map_err(io_at(&file))?);
+    let mut old = EntryReader::new(src, &Limits::default())?;
+    let mut out = ManifestWriter::new(tempfile::tempfile_in(root)?);
+    let mut fresh = fresh.into_iter().peekable();
+    while let Some(entry) = old.next_entry()? {
+        let key = path_bytes(&entry.path);
+        while let Some(new) = fresh.next_if(|f| path_bytes(&f.path) < key) {
+            out.push(&new)?;
+        }
+        match fresh.next_if(|f| path_bytes(&f.path) == key) {
+            Some(new) => out.push(&new)?,
+            None => out.push(&entry)?,
+        }
+    }
+    for new in fresh {
+        out.push(&new)?;
+    }
+    let repo = old.header().repo.clone();
+    let mut pending = Pending::begin(root).map_err(io_at(&file))?;
+    out.finish(&repo, chrono::Utc::now().timestamp(), pending.file())
+        .map_err(io_at(&file))?;
+    pending.publish().map_err(io_at(&file))?;
     Ok(())
 }
 
@@ -386,6 +407,36 @@ mod tests {
         assert_eq!(m.header.bytes, 5);
         assert!(m.header.digest.starts_with("sha256:"));
         assert_eq!(m.header.etag(), format!("\"{}\"", m.header.digest));
+    }
+
+    #[test]
+    fn refresh_replaces_and_adds_entries_in_order() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        std::fs::create_dir_all(r.join("d")).unwrap();
+        std::fs::write(r.join("d/f"), b"old").unwrap();
+        std::fs::write(r.join("z"), b"z").unwrap();
+        let m = Manifest::new("t", 5, vec![dir("d"), file("d/f", b"old"), file("z", b"z")]);
+        install(r, &m).unwrap();
+        std::fs::write(r.join("d/f"), b"new!").unwrap();
+        std::fs::write(r.join("d/a"), b"added").unwrap();
+        std::fs::write(r.join("a-x"), b"top").unwrap();
+        let paths = ["d/f", "d/a", "a-x", "d/f"].map(PathBuf::from);
+        refresh(r, &paths).unwrap();
+        let bytes = std::fs::read(r.join("data.dsync")).unwrap();
+        let got = Manifest::decode(&bytes, &Limits::default()).unwrap();
+        let listed: Vec<_> = got
+            .entries
+            .iter()
+            .map(|e| (e.path.clone(), e.size))
+            .collect();
+        let want = [("a-x", 3), ("d", 0), ("d/a", 5), ("d/f", 4), ("z", 1)];
+        assert_eq!(listed, want.map(|(p, s)| (PathBuf::from(p), s)));
+        assert_eq!(got.header.repo, "t");
+        assert_eq!(
+            got.find(Path::new("d/f")).unwrap().sha256,
+            Some(sha2::Sha256::digest(b"new!").into())
+        );
     }
 
     #[test]

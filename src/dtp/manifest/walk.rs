@@ -1,19 +1,27 @@
-//! Building a manifest from a tree: walk, reuse cached hashes, hash the rest
-//! on a few threads, rewrite the cache.
+//! Building a manifest from a tree: walk it in manifest order, reuse cached
+//! hashes (the cache is read alongside, in the same order), hash the rest on
+//! a few threads, rewrite the cache; memory is a window of entries, not the
+//! tree.
 
 use std::ffi::OsStr;
-use std::fs::{self, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use rustix::fs::{Mode, OFlags};
 use sha2::{Digest, Sha256};
 
-use super::cache::{self, Stamp};
-use super::{Entry, Kind, Manifest, ManifestError, io_at, is_excluded, path_bytes, path_problem};
+use super::cache::{Lookup, Stamp, Writer as CacheWriter};
+use super::{
+    Entry, Header, Kind, Manifest, ManifestError, ManifestWriter, Pending, io_at, is_excluded,
+    path_bytes, path_problem,
+};
+use crate::dtp::ordered_walk::{FileKind, Found, Walk, WalkError};
 
 /// How recent a change must be for its hash not to be cached. File times
 /// come from a clock that ticks coarsely (a jiffy; a second or two on some
@@ -23,6 +31,13 @@ use super::{Entry, Kind, Manifest, ManifestError, io_at, is_excluded, path_bytes
 const RACY: Duration = Duration::from_secs(2);
 /// Hashing threads at most (beyond this, disks rather than cores limit).
 const MAX_THREADS: usize = 8;
+/// Threads reading folders ahead of the walk (a warm run is mostly `lstat`).
+const WALK_THREADS: usize = 3;
+/// Entries held before they are handed on (a few MB), and files to hash
+/// together: enough for the hashing threads to share, few enough that a
+/// million-entry tree is never held whole.
+const WINDOW: usize = 1 << 16;
+const HASH_BATCH: usize = 1024;
 
 /// What [`generate_with_stats`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -53,12 +68,59 @@ pub fn generate(root: &Path, repo: &str) -> Result<Manifest, ManifestError> {
 /// [`generate`], also saying how much was hashed and reused. With a `cache`
 /// file (kept out of the tree: `HOME/cache/NAME`), the hash of every file
 /// whose size, mtime and inode (and ctime) match it is reused; it is then
-/// rewritten.
+/// rewritten. The manifest is held in memory: a large tree is better served
+/// by [`generate_and_install`].
 pub fn generate_with_stats(
     root: &Path,
     repo: &str,
     cache: Option<&Path>,
 ) -> Result<(Manifest, GenStats), ManifestError> {
+    let generated = unix_now();
+    let mut entries = Vec::new();
+    let stats = build(root, cache, &mut |entry| {
+        entries.push(entry);
+        Ok(())
+    })?;
+    Ok((Manifest::new(repo, generated, entries), stats))
+}
+
+/// [`generate_with_stats`] straight into `root/data.dsync`, in memory that
+/// does not grow with the tree: entries are written as the walk finds them
+/// (in manifest order), to an unnamed file in `spool_dir` (out of the
+/// served tree) until the header can be written before them.
+pub fn generate_and_install(
+    root: &Path,
+    repo: &str,
+    cache: Option<&Path>,
+    spool_dir: &Path,
+) -> Result<(Header, GenStats), ManifestError> {
+    let generated = unix_now();
+    std::fs::create_dir_all(spool_dir).map_err(io_at(spool_dir))?;
+    let spool = tempfile::tempfile_in(spool_dir).map_err(io_at(spool_dir))?;
+    let mut writer = ManifestWriter::new(spool);
+    let stats = build(root, cache, &mut |entry| writer.push(&entry))?;
+    let file = root.join(crate::dtp::MANIFEST);
+    let mut pending = Pending::begin(root).map_err(io_at(&file))?;
+    let header = writer
+        .finish(repo, generated, pending.file())
+        .map_err(io_at(&file))?;
+    pending.publish().map_err(io_at(&file))?;
+    Ok((header, stats))
+}
+
+fn unix_now() -> i64 {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH);
+    now.map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Walk `root` in manifest order and hand every entry to `sink`, hashing
+/// what the cache does not know (in windows, on a few threads); rewrite the
+/// cache as it goes.
+fn build(
+    root: &Path,
+    cache: Option<&Path>,
+    sink: &mut dyn FnMut(Entry) -> io::Result<()>,
+) -> Result<GenStats, ManifestError> {
     let started = SystemTime::now();
     let meta = fs::metadata(root).map_err(io_at(root))?;
     if !meta.is_dir() {
@@ -67,48 +129,147 @@ pub fn generate_with_stats(
             "not a folder",
         )));
     }
-    let mut stats = GenStats::default();
-    let mut items = walk(root)?;
-
-    let old = cache.map(cache::load).unwrap_or_default();
-    let mut todo = Vec::new();
-    for (i, item) in items.iter_mut().enumerate() {
-        let Some(stamp) = &item.stamp else { continue };
-        match old.get(path_bytes(&item.entry.path)) {
-            Some((cached, hash)) if cached == stamp => {
-                item.entry.sha256 = Some(*hash);
-                stats.reused += 1;
-            }
-            _ => todo.push(i),
-        }
-    }
-    drop(old);
-    hash_all(root, &mut items, &todo, &mut stats)?;
-    items.retain(|item| !item.gone);
-    stats.files = items.iter().filter(|i| i.entry.kind == Kind::File).count() as u64;
-
+    let root_fd: OwnedFd = File::open(root).map_err(io_at(root))?.into();
     let since_epoch = |t: SystemTime| t.duration_since(UNIX_EPOCH).unwrap_or_default();
     let horizon = since_epoch(started.checked_sub(RACY).unwrap_or(UNIX_EPOCH));
-    let horizon = (horizon.as_secs() as i64, i64::from(horizon.subsec_nanos()));
-    let records = items.iter().filter_map(|item| {
-        let stamp = item.stamp.as_ref()?;
-        let settled = (stamp.ctime, stamp.ctime_ns) < horizon;
-        Some((
-            path_bytes(&item.entry.path),
-            stamp,
-            item.entry.sha256.as_ref()?,
-        ))
-        .filter(|_| settled)
-    });
-    if let Some(file) = cache
-        && let Err(e) = cache::save(file, records)
+    let mut run = Gen {
+        root,
+        sink,
+        stats: GenStats::default(),
+        lookup: cache.map(Lookup::open),
+        cache_out: None,
+        horizon: (horizon.as_secs() as i64, i64::from(horizon.subsec_nanos())),
+        items: Vec::new(),
+        todo: Vec::new(),
+    };
+    if let Some(file) = cache {
+        match CacheWriter::create(file) {
+            Ok(w) => run.cache_out = Some((w, file)),
+            Err(e) => run.stats.cache_error = Some(format!("{}: {e}", file.display())),
+        }
+    }
+    let open = |rel: &[u8]| -> io::Result<OwnedFd> {
+        let rel = if rel.is_empty() { &b"."[..] } else { rel };
+        let flags = OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::RDONLY | OFlags::CLOEXEC;
+        Ok(rustix::fs::openat(&root_fd, rel, flags, Mode::empty())?)
+    };
+    let descend = |rel: &[u8]| !is_excluded(Path::new(OsStr::from_bytes(rel)));
+    let walk = Walk {
+        open: &open,
+        descend: &descend,
+        readers: WALK_THREADS,
+    };
+    walk.run(|found| run.visit(found)).map_err(|e| match e {
+        WalkError::Read { folder, error } => io_at(&root.join(OsStr::from_bytes(&folder)))(error),
+        WalkError::Visit(e) => e,
+    })?;
+    run.flush()?;
+    let mut stats = run.stats;
+    if let Some((w, file)) = run.cache_out
+        && let Err(e) = w.finish(file)
     {
         stats.cache_error = Some(format!("{}: {e}", file.display()));
     }
+    Ok(stats)
+}
 
-    let generated = since_epoch(started).as_secs() as i64;
-    let entries = items.into_iter().map(|item| item.entry).collect();
-    Ok((Manifest::new(repo, generated, entries), stats))
+/// A generation under way: the entries found but not yet handed on (a
+/// window, in order), and which of them need hashing.
+struct Gen<'a> {
+    root: &'a Path,
+    sink: &'a mut dyn FnMut(Entry) -> io::Result<()>,
+    stats: GenStats,
+    lookup: Option<Lookup>,
+    cache_out: Option<(CacheWriter, &'a Path)>,
+    /// Changes later than this are not cached (see [`RACY`]).
+    horizon: (i64, i64),
+    items: Vec<Item>,
+    /// Indices into `items` to hash.
+    todo: Vec<usize>,
+}
+
+impl Gen<'_> {
+    fn visit(&mut self, found: Found<'_>) -> Result<(), ManifestError> {
+        let path = Path::new(OsStr::from_bytes(found.path));
+        let kind = match found.stat.kind {
+            _ if is_excluded(path) => return Ok(()),
+            FileKind::File => Kind::File,
+            FileKind::Dir => Kind::Dir,
+            FileKind::Symlink => Kind::Symlink,
+            FileKind::Other => return Ok(()), // sockets, fifos, devices: nothing a mirror serves
+        };
+        if let Some(problem) = path_problem(found.path) {
+            let e = io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{problem}: a manifest cannot list it"),
+            );
+            return Err(io_at(&self.root.join(path))(e));
+        }
+        let st = found.stat;
+        let mut item = Item {
+            entry: Entry {
+                kind,
+                path: path.to_path_buf(),
+                mode: st.mode,
+                size: 0,
+                mtime: st.mtime,
+                sha256: None,
+                target: None,
+            },
+            stamp: None,
+            gone: false,
+        };
+        match kind {
+            Kind::Dir => {}
+            Kind::File => {
+                let stamp = Stamp::of_stat(st);
+                item.entry.size = st.size;
+                item.stamp = Some(stamp);
+                match self.lookup.as_mut().and_then(|c| c.find(found.path)) {
+                    Some((cached, hash)) if cached == stamp => {
+                        item.entry.sha256 = Some(hash);
+                        self.stats.reused += 1;
+                    }
+                    _ => self.todo.push(self.items.len()),
+                }
+            }
+            Kind::Symlink => {
+                let Some(target) = found.target else {
+                    return Ok(());
+                };
+                item.entry.target = Some(PathBuf::from(OsStr::from_bytes(target)));
+            }
+        }
+        self.items.push(item);
+        if self.todo.len() >= HASH_BATCH || self.items.len() >= WINDOW {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Hash what the window needs, then hand its entries on in order.
+    fn flush(&mut self) -> Result<(), ManifestError> {
+        hash_all(self.root, &mut self.items, &self.todo, &mut self.stats)?;
+        self.todo.clear();
+        for item in self.items.drain(..) {
+            if item.gone {
+                continue;
+            }
+            if let Some(stamp) = &item.stamp {
+                self.stats.files += 1;
+                let settled = (stamp.ctime, stamp.ctime_ns) < self.horizon;
+                if let (true, Some((w, file)), Some(hash)) =
+                    (settled, &mut self.cache_out, &item.entry.sha256)
+                    && let Err(e) = w.push(path_bytes(&item.entry.path), stamp, hash)
+                {
+                    self.stats.cache_error = Some(format!("{}: {e}", file.display()));
+                    self.cache_out = None;
+                }
+            }
+            (self.sink)(item.entry).map_err(ManifestError::Io)?;
+        }
+        Ok(())
+    }
 }
 
 /// An entry on its way into the manifest.
@@ -118,87 +279,6 @@ struct Item {
     stamp: Option<Stamp>,
     /// Vanished before it could be hashed.
     gone: bool,
-}
-
-/// Every entry under `root`, in no particular order (the manifest sorts).
-fn walk(root: &Path) -> Result<Vec<Item>, ManifestError> {
-    let mut items = Vec::new();
-    let mut folders: Vec<Vec<u8>> = vec![Vec::new()];
-    while let Some(folder) = folders.pop() {
-        let abs = if folder.is_empty() {
-            root.to_path_buf()
-        } else {
-            root.join(OsStr::from_bytes(&folder))
-        };
-        let listing = match fs::read_dir(&abs) {
-            Ok(listing) => listing,
-            // Removed since its parent was read (a sync running meanwhile).
-            Err(e) if e.kind() == io::ErrorKind::NotFound && !folder.is_empty() => continue,
-            Err(e) => return Err(io_at(&abs)(e)),
-        };
-        for dirent in listing {
-            let dirent = dirent.map_err(io_at(&abs))?;
-            let mut rel = folder.clone();
-            if !rel.is_empty() {
-                rel.push(b'/');
-            }
-            rel.extend_from_slice(dirent.file_name().as_bytes());
-            let path = PathBuf::from(OsStr::from_bytes(&rel));
-            if is_excluded(&path) {
-                continue;
-            }
-            // lstat: a symlink is listed as itself.
-            let meta = match dirent.metadata() {
-                Ok(meta) => meta,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(io_at(&dirent.path())(e)),
-            };
-            let ft = meta.file_type();
-            let kind = if ft.is_dir() {
-                Kind::Dir
-            } else if ft.is_file() {
-                Kind::File
-            } else if ft.is_symlink() {
-                Kind::Symlink
-            } else {
-                continue; // sockets, fifos, devices: nothing a mirror serves
-            };
-            if let Some(problem) = path_problem(&rel) {
-                let e = io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("{problem}: a manifest cannot list it"),
-                );
-                return Err(io_at(&dirent.path())(e));
-            }
-            let mut item = Item {
-                entry: Entry {
-                    kind,
-                    path,
-                    mode: meta.mode() & 0o7777,
-                    size: 0,
-                    mtime: meta.mtime(),
-                    sha256: None,
-                    target: None,
-                },
-                stamp: None,
-                gone: false,
-            };
-            match kind {
-                Kind::Dir => folders.push(rel),
-                Kind::File => {
-                    item.entry.size = meta.size();
-                    item.stamp = Some(Stamp::of(&meta));
-                }
-                Kind::Symlink => match fs::read_link(dirent.path()) {
-                    Ok(target) => item.entry.target = Some(target),
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                    Err(e) => return Err(io_at(&dirent.path())(e)),
-                },
-            }
-            items.push(item);
-        }
-    }
-    Ok(items)
 }
 
 /// A file as read: its stamp and mode from the open file, so the listed
@@ -356,6 +436,43 @@ mod tests {
         assert_eq!(stats.hashed, 1);
         assert_eq!(stats.bytes_hashed, 5);
         assert_eq!(stats.cache_error, None);
+    }
+
+    #[test]
+    fn installed_streaming_is_the_manifest_made_in_memory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (r, home) = (tmp.path().join("tree"), tmp.path().join("home"));
+        // More files than one hashing batch, in folders whose names sort
+        // around `/` ("a-x" between "a" and "a/…").
+        for n in 0..(HASH_BATCH + 300) {
+            let folder = ["a", "a-x", "a/b", "b"][n % 4];
+            fs::create_dir_all(r.join(folder)).unwrap();
+            fs::write(r.join(format!("{folder}/{n}")), n.to_string()).unwrap();
+        }
+        symlink("a", r.join("l")).unwrap();
+        let cache = home.join("cache/t");
+        let (header, cold) = generate_and_install(&r, "t", Some(&cache), &home).unwrap();
+        let bytes = fs::read(r.join("data.dsync")).unwrap();
+        let installed = Manifest::decode(&bytes, &super::super::Limits::default()).unwrap();
+        assert_eq!(installed.header, header);
+        let (in_memory, warm) = generate_with_stats(&r, "t", Some(&cache)).unwrap();
+        assert_eq!(in_memory.entries, installed.entries);
+        assert_eq!(in_memory.header.digest, header.digest);
+        assert_eq!((cold.hashed, cold.reused), (HASH_BATCH as u64 + 300, 0));
+        // Written within RACY of now: not cached yet, so hashed again.
+        assert_eq!(warm.hashed + warm.reused, HASH_BATCH as u64 + 300);
+        // Nothing of ours in the tree but the manifest; the spool is unnamed.
+        let mut names: Vec<_> = fs::read_dir(&r)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["a", "a-x", "b", "data.dsync", "l"]);
+        let home_names: Vec<_> = fs::read_dir(home.join("cache"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(home_names, ["t"]);
     }
 
     #[test]

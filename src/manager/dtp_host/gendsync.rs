@@ -63,14 +63,10 @@ pub fn after_sync(home: &Home, repo: &Repo) -> Result<String, String> {
     let started = Instant::now();
     let cache = cache_file(home, &repo.name);
     tidy_tree(&repo.save, &cache);
-    let (m, stats) = manifest::generate_with_stats(&repo.save, &repo.name, Some(&cache))
-        .map_err(|e| format!("cannot make the manifest of {}: {e}", repo.save.display()))?;
-    manifest::install(&repo.save, &m).map_err(|e| {
-        format!(
-            "cannot write {}: {e}",
-            repo.save.join(crate::dtp::MANIFEST).display()
-        )
-    })?;
+    let spool = cache.parent().unwrap_or(&cache);
+    let (header, stats) =
+        manifest::generate_and_install(&repo.save, &repo.name, Some(&cache), spool)
+            .map_err(|e| format!("cannot make the manifest of {}: {e}", repo.save.display()))?;
     let GenStats {
         hashed,
         reused,
@@ -85,8 +81,8 @@ pub fn after_sync(home: &Home, repo: &Repo) -> Result<String, String> {
     }
     Ok(format!(
         "{} entries, {} bytes, {hashed} hashed, {reused} reused, in {:.2} s",
-        m.header.entries,
-        m.header.bytes,
+        header.entries,
+        header.bytes,
         started.elapsed().as_secs_f64()
     ))
 }
