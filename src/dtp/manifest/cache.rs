@@ -88,7 +88,7 @@ impl Lookup {
             .custom_flags(libc::O_NOFOLLOW)
             .open(file)
             .ok()
-            .filter(|f| intact(f))
+            .filter(intact)
             .and_then(|mut f| {
                 f.seek(io::SeekFrom::Start(0)).ok()?;
                 Records::new(f)
