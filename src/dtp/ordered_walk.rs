@@ -10,7 +10,7 @@
 //! can be merged entry by entry instead of being held in maps.
 //!
 //! Memory is the folders on the current path plus what the readers have read
-//! ahead (at most [`READ_AHEAD`] entries), not the tree: a mirror of millions
+//! ahead (at most `READ_AHEAD` entries), not the tree: a mirror of millions
 //! of files costs what its largest folders cost. Readers take the folder that
 //! is needed soonest first; the consumer reads a folder itself rather than
 //! wait for one no reader has started, so a full read-ahead never blocks it.
