@@ -791,3 +791,42 @@ fn hooks_run_at_ftpsyncs_points_and_the_trace_is_written() {
     assert_eq!(out.status.code(), Some(1));
     assert!(log().contains("hook 3 (false) failed"), "{}", log());
 }
+
+#[test]
+fn entries_that_change_type_or_sort_between_a_folder_and_its_contents_come_through() {
+    use std::os::unix::fs::symlink;
+    let host = DtpHost::start(&["repo"], 0);
+    let up = host.root("repo");
+    for d in ["a/b", "was-dir/sub"] {
+        std::fs::create_dir_all(up.join(d)).unwrap();
+    }
+    for f in ["a/b/f", "a-x", "a.y", "was-dir/sub/f", "was-file"] {
+        std::fs::write(up.join(f), f).unwrap();
+    }
+    symlink("a", up.join("link")).unwrap();
+    host.gendsync("repo");
+    let save = tempfile::tempdir().unwrap();
+    sync_ok(&host, "repo", save.path());
+    assert_mirrors(&host, "repo", save.path());
+    // A leftover of ours in a folder that goes away, and every kind of change.
+    std::fs::write(save.path().join("was-dir/sub/.g.dsync-part"), "x").unwrap();
+    std::fs::remove_dir_all(up.join("was-dir")).unwrap();
+    std::fs::write(up.join("was-dir"), "now a file").unwrap();
+    std::fs::remove_file(up.join("was-file")).unwrap();
+    std::fs::create_dir(up.join("was-file")).unwrap();
+    std::fs::write(up.join("was-file/inner"), "inner").unwrap();
+    std::fs::remove_file(up.join("link")).unwrap();
+    symlink("a-x", up.join("link")).unwrap();
+    std::fs::write(up.join("a/b/f"), "changed, longer").unwrap();
+    std::fs::write(up.join("a/c"), "new").unwrap();
+    std::fs::remove_file(up.join("a.y")).unwrap();
+    host.gendsync("repo");
+    let summary = sync_ok(&host, "repo", save.path());
+    assert_mirrors(&host, "repo", save.path());
+    // a.y; what was in was-dir went with it when stage one replaced it.
+    assert_eq!(summary.deleted, 1);
+    assert_eq!(
+        summary.fetched_files, 4,
+        "was-dir, was-file/inner, a/b/f, a/c"
+    );
+}

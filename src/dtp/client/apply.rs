@@ -3,23 +3,23 @@
 //! folder metadata. Each step only starts when the one before succeeded.
 
 use std::os::fd::AsFd;
-use std::path::{Component, Path};
+use std::path::{Component, Path, PathBuf};
 
 use rustix::fs::{AtFlags, Mode};
 
-use super::diff::{Plan, dir_mode, file_mode};
 use super::download;
 use super::error::ClientError;
 use super::index;
+use super::lists::PathList;
+use super::local::LocalKind;
 use super::safe::{self, Root};
-use super::walk::LocalKind;
-use crate::dtp::manifest::{Entry, Manifest};
+use crate::dtp::manifest::Entry;
 
 /// Missing folders, in manifest order (parents first); a symlink or file
 /// where a folder belongs is replaced by a real folder.
-pub fn make_dirs(root: &Root, manifest: &Manifest, plan: &Plan) -> Result<(), ClientError> {
-    for &i in &plan.mkdirs {
-        let rel = &manifest.entries[i].path;
+pub fn make_dirs(root: &Root, mkdirs: &PathList) -> Result<(), ClientError> {
+    for listed in mkdirs.iter() {
+        let rel = listed.path;
         let (dir, name) = parent(root, rel)?;
         safe::ensure_dir(dir.as_fd(), name)
             .map_err(|e| ClientError::local(root.path().join(rel), "create the folder", e))?;
@@ -28,17 +28,16 @@ pub fn make_dirs(root: &Root, manifest: &Manifest, plan: &Plan) -> Result<(), Cl
 }
 
 /// Permission bits of files that are otherwise up to date.
-pub fn fix_modes(root: &Root, manifest: &Manifest, plan: &Plan) -> Result<(), ClientError> {
-    for &i in &plan.chmods {
-        let entry = &manifest.entries[i];
-        let (dir, name) = parent(root, &entry.path)?;
+pub fn fix_modes(root: &Root, chmods: &PathList) -> Result<(), ClientError> {
+    for listed in chmods.iter() {
+        let (dir, name) = parent(root, listed.path)?;
         rustix::fs::chmodat(
             &dir,
             name,
-            Mode::from_raw_mode(file_mode(entry)),
+            Mode::from_raw_mode(listed.mode),
             AtFlags::empty(),
         )
-        .map_err(|e| ClientError::local(root.path().join(&entry.path), "chmod", e.into()))?;
+        .map_err(|e| ClientError::local(root.path().join(listed.path), "chmod", e.into()))?;
     }
     Ok(())
 }
@@ -57,15 +56,9 @@ pub fn install_indices(root: &Root, entries: &[&Entry]) -> Result<(), ClientErro
 /// Symlinks, but not those that are absolute or lead out of the repository
 /// (rsync's `--safe-links`): a hostile upstream must not make this mirror
 /// serve files from elsewhere on this machine.
-pub fn make_links(
-    root: &Root,
-    manifest: &Manifest,
-    plan: &Plan,
-    log: &dyn Fn(&str),
-) -> Result<u64, ClientError> {
+pub fn make_links(root: &Root, links: &[Entry], log: &dyn Fn(&str)) -> Result<u64, ClientError> {
     let mut skipped = 0;
-    for &i in &plan.links {
-        let entry = &manifest.entries[i];
+    for entry in links {
         let Some(target) = entry
             .target
             .as_deref()
@@ -113,8 +106,8 @@ pub fn stays_inside(link: &Path, target: &Path) -> bool {
 
 /// Our leftovers of earlier runs: after a successful stage two no part is
 /// needed any more.
-pub fn remove_ours(root: &Root, plan: &Plan) {
-    for rel in &plan.ours {
+pub fn remove_ours(root: &Root, ours: &[PathBuf]) {
+    for rel in ours {
         if let Ok((dir, name)) = root.parent(rel) {
             let _ = safe::remove_any(dir.as_fd(), name);
         }
@@ -124,13 +117,21 @@ pub fn remove_ours(root: &Root, plan: &Plan) {
 /// Entries the manifest does not list, deepest first, never following a
 /// symlink. A folder that still holds something (our own or excluded files)
 /// goes with what it holds: the upstream removed it.
-pub fn delete(root: &Root, plan: &Plan) -> Result<u64, ClientError> {
+pub fn delete(root: &Root, deletions: &[(PathBuf, LocalKind)]) -> Result<u64, ClientError> {
     let mut deleted = 0;
-    for (rel, kind) in &plan.deletions {
+    for (rel, kind) in deletions {
         let (dir, name) = match root.parent(rel) {
             Ok(found) => found,
-            // Its folder is already gone with something deleted before.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            // Its folder is already gone with something deleted before, or
+            // was replaced by a file in stage one.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                ) =>
+            {
+                continue;
+            }
             Err(e) => {
                 return Err(ClientError::local(
                     root.path().join(rel),
@@ -157,13 +158,12 @@ pub fn delete(root: &Root, plan: &Plan) -> Result<u64, ClientError> {
 }
 
 /// Folder modes and mtimes, deepest first, once nothing changes in them.
-pub fn dir_meta(root: &Root, manifest: &Manifest, plan: &Plan) -> Result<(), ClientError> {
-    for &i in plan.dirs.iter().rev() {
-        let entry = &manifest.entries[i];
-        let (dir, name) = parent(root, &entry.path)?;
-        safe::set_dir_meta(dir.as_fd(), name, dir_mode(entry), entry.mtime).map_err(|e| {
+pub fn dir_meta(root: &Root, dirs: &PathList) -> Result<(), ClientError> {
+    for listed in dirs.iter().rev() {
+        let (dir, name) = parent(root, listed.path)?;
+        safe::set_dir_meta(dir.as_fd(), name, listed.mode, listed.mtime).map_err(|e| {
             ClientError::local(
-                root.path().join(&entry.path),
+                root.path().join(listed.path),
                 "set the mode and mtime of",
                 e,
             )

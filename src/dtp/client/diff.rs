@@ -1,45 +1,61 @@
 //! The plan: what to create, fetch, replace and delete to turn the local tree
 //! into the one a manifest describes.
+//!
+//! The manifest and the local walk come in the same order (raw path bytes),
+//! so the plan is a merge of the two streams, entry by entry: memory is what
+//! needs doing, not the tree. Only folders are listed whole (their metadata
+//! is set last); the files to fetch in stage one go to a spool file.
 
 use std::collections::HashSet;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use super::index;
-use super::walk::{Local, LocalEntry, LocalKind};
-use crate::dtp::manifest::{Entry, Kind, Manifest};
+use super::lists::{FileSpool, PathList};
+use super::local::{self, Local, LocalKind};
+use crate::dtp::manifest::{Entry, Header, Kind, ManifestError};
 
-/// What to do, as indices into the manifest's entries (in manifest order:
-/// a folder before what it holds).
-#[derive(Debug, Default)]
+/// What to do, each list in manifest order (a folder before what it holds).
+#[derive(Debug)]
 pub struct Plan {
+    pub header: Header,
     /// Folders missing, or something else by their name.
-    pub mkdirs: Vec<usize>,
+    pub mkdirs: PathList,
+    /// Up-to-date files whose permission bits differ, with the mode to give.
+    pub chmods: PathList,
     /// Stage one: files fetched and put in place one by one.
-    pub stage_one: Vec<usize>,
+    pub stage_one: FileSpool,
     /// Stage two: index files, put in place together at the end.
-    pub stage_two: Vec<usize>,
-    /// Up-to-date files whose permission bits differ.
-    pub chmods: Vec<usize>,
+    pub stage_two: Vec<Entry>,
     /// Symlinks missing or pointing elsewhere.
-    pub links: Vec<usize>,
-    /// Every folder: modes and mtimes are set last, after the changes in them.
-    pub dirs: Vec<usize>,
-    /// Local entries the manifest does not list, deepest first.
+    pub links: Vec<Entry>,
+    /// Every folder with its mode and mtime, set last, after the changes in them.
+    pub dirs: PathList,
+    /// Local entries the manifest does not list, deepest first (kept only
+    /// while within `max_delete`: beyond it the plan is refused anyway).
     pub deletions: Vec<(PathBuf, LocalKind)>,
+    /// All such entries, kept or not.
+    pub unlisted: u64,
     /// Local entries of another type than listed, replaced on the way.
     pub replaced: u64,
     /// Our leftovers from earlier runs (removed after a successful run).
     pub ours: Vec<PathBuf>,
+    /// Regular files the manifest lists, and the mirror has (shrink guard).
+    pub upstream_files: u64,
+    pub mirror_files: u64,
+    /// An `Archive-Update-in-Progress-*` entry: the upstream is mid-update,
+    /// and the rest of this plan is not to be used.
+    pub update_in_progress: Option<PathBuf>,
 }
 
 impl Plan {
     /// What this plan removes from the mirror: the `max-delete` measure.
     pub fn removals(&self) -> u64 {
-        self.deletions.len() as u64 + self.replaced
+        self.unlisted + self.replaced
     }
 
-    pub fn bytes(&self, manifest: &Manifest, files: &[usize]) -> u64 {
-        files.iter().map(|&i| manifest.entries[i].size).sum()
+    pub fn stage_two_bytes(&self) -> u64 {
+        self.stage_two.iter().map(|e| e.size).sum()
     }
 }
 
@@ -55,57 +71,195 @@ pub fn dir_mode(entry: &Entry) -> u32 {
     (entry.mode & 0o777) | 0o700
 }
 
-pub fn plan(manifest: &Manifest, local: Local) -> Plan {
-    let mut plan = Plan {
-        ours: local.ours,
-        ..Plan::default()
-    };
-    let mut listed: HashSet<&Path> = HashSet::with_capacity(manifest.entries.len());
-    for (i, entry) in manifest.entries.iter().enumerate() {
-        listed.insert(&entry.path);
-        let have = local.entries.get(&entry.path);
-        let wrong_type = have.is_some_and(|h| h.kind != local_kind(entry.kind));
-        if wrong_type {
-            plan.replaced += 1;
+/// Why planning stopped.
+#[derive(Debug)]
+pub enum PlanError {
+    Manifest(ManifestError),
+    /// The stage-one spool could not be written.
+    Spool(std::io::Error),
+}
+
+impl From<ManifestError> for PlanError {
+    fn from(e: ManifestError) -> Self {
+        PlanError::Manifest(e)
+    }
+}
+
+/// The merge: feed it the local entries in manifest order ([`Planner::local`]),
+/// then [`Planner::finish`].
+pub struct Planner<R> {
+    manifest: R,
+    /// The manifest entry not yet merged.
+    next: Option<Entry>,
+    plan: Plan,
+    protect: HashSet<PathBuf>,
+    max_delete: u64,
+}
+
+impl<R: Iterator<Item = Result<Entry, ManifestError>>> Planner<R> {
+    /// `protect`: local paths never deleted though the manifest does not
+    /// list them.
+    pub fn new(
+        header: Header,
+        manifest: R,
+        stage_one: FileSpool,
+        protect: &[PathBuf],
+        max_delete: u64,
+    ) -> Result<Self, PlanError> {
+        let plan = Plan {
+            header,
+            mkdirs: PathList::default(),
+            chmods: PathList::default(),
+            stage_one,
+            stage_two: Vec::new(),
+            links: Vec::new(),
+            dirs: PathList::default(),
+            deletions: Vec::new(),
+            unlisted: 0,
+            replaced: 0,
+            ours: Vec::new(),
+            upstream_files: 0,
+            mirror_files: 0,
+            update_in_progress: None,
+        };
+        let mut planner = Planner {
+            manifest,
+            next: None,
+            plan,
+            protect: protect.iter().cloned().collect(),
+            max_delete,
+        };
+        planner.advance()?;
+        Ok(planner)
+    }
+
+    /// One local entry; they must come in manifest order. False: the rest
+    /// of the walk is not needed (the upstream is mid-update).
+    pub fn local(&mut self, found: Local<'_>) -> Result<bool, PlanError> {
+        if local::is_ours(&found) {
+            self.plan.ours.push(local::path_buf(found.path));
+            return Ok(true);
+        }
+        if local::is_excluded(&found) {
+            return Ok(true);
+        }
+        while let Some(entry) = self.next.take_if(|e| bytes(&e.path) < found.path) {
+            self.advance()?;
+            self.missing(&entry)?;
+        }
+        if self.plan.update_in_progress.is_some() {
+            return Ok(false);
+        }
+        match self.next.take_if(|e| bytes(&e.path) == found.path) {
+            Some(entry) => {
+                self.advance()?;
+                self.both(&entry, &found)?;
+            }
+            None => self.unlisted(&found),
+        }
+        Ok(true)
+    }
+
+    /// The rest of the manifest; the plan, once the whole manifest has been
+    /// read and found valid (not before: nothing may act on a part of it).
+    pub fn finish(mut self) -> Result<Plan, PlanError> {
+        while let Some(entry) = self.next.take() {
+            self.advance()?;
+            if self.plan.update_in_progress.is_none() {
+                self.missing(&entry)?;
+            }
+        }
+        // Collected in manifest order: reversed, a folder's contents go first.
+        self.plan.deletions.reverse();
+        Ok(self.plan)
+    }
+
+    /// The next manifest entry into `next`; what every listed entry counts for.
+    fn advance(&mut self) -> Result<(), PlanError> {
+        self.next = self.manifest.next().transpose()?;
+        let Some(entry) = &self.next else {
+            return Ok(());
+        };
+        match entry.kind {
+            Kind::File => self.plan.upstream_files += 1,
+            Kind::Dir => self
+                .plan
+                .dirs
+                .push(bytes(&entry.path), dir_mode(entry), entry.mtime),
+            Kind::Symlink => {}
+        }
+        if self.plan.update_in_progress.is_none() && is_update_in_progress(&entry.path) {
+            self.plan.update_in_progress = Some(entry.path.clone());
+        }
+        Ok(())
+    }
+
+    /// Listed, not here.
+    fn missing(&mut self, entry: &Entry) -> Result<(), PlanError> {
+        match entry.kind {
+            Kind::Dir => self.plan.mkdirs.push(bytes(&entry.path), 0, 0),
+            Kind::Symlink => self.plan.links.push(entry.clone()),
+            Kind::File => self.fetch(entry)?,
+        }
+        Ok(())
+    }
+
+    /// Listed and here: the same, or to be fixed or replaced.
+    fn both(&mut self, entry: &Entry, have: &Local<'_>) -> Result<(), PlanError> {
+        if have.stat.kind == LocalKind::File {
+            self.plan.mirror_files += 1;
+        }
+        if have.stat.kind != local_kind(entry.kind) {
+            self.plan.replaced += 1;
+            return self.missing(entry);
         }
         match entry.kind {
-            Kind::Dir => {
-                plan.dirs.push(i);
-                if have.is_none() || wrong_type {
-                    plan.mkdirs.push(i);
-                }
-            }
+            Kind::Dir => {}
             Kind::Symlink => {
-                if have.is_none_or(|h| h.target != entry.target) {
-                    plan.links.push(i);
+                if have.target != entry.target.as_deref().map(bytes) {
+                    self.plan.links.push(entry.clone());
                 }
             }
-            Kind::File => match have {
-                Some(h) if up_to_date(entry, h) => {
-                    if h.mode & 0o777 != file_mode(entry) {
-                        plan.chmods.push(i);
-                    }
+            Kind::File if up_to_date(entry, have) => {
+                if have.stat.mode & 0o777 != file_mode(entry) {
+                    let mode = file_mode(entry);
+                    self.plan.chmods.push(bytes(&entry.path), mode, entry.mtime);
                 }
-                _ if index::is_index(&entry.path) => plan.stage_two.push(i),
-                _ => plan.stage_one.push(i),
-            },
+            }
+            Kind::File => self.fetch(entry)?,
+        }
+        Ok(())
+    }
+
+    /// Here, not listed: deleted, unless protected.
+    fn unlisted(&mut self, have: &Local<'_>) {
+        let path = local::path_buf(have.path);
+        if self.protect.contains(&path) {
+            return;
+        }
+        if have.stat.kind == LocalKind::File {
+            self.plan.mirror_files += 1;
+        }
+        self.plan.unlisted += 1;
+        if self.plan.unlisted <= self.max_delete {
+            self.plan.deletions.push((path, have.stat.kind));
         }
     }
-    plan.deletions = local
-        .entries
-        .into_iter()
-        .filter(|(path, _)| !listed.contains(path.as_path()))
-        .map(|(path, entry)| (path, entry.kind))
-        .collect();
-    // A folder's descendants sort after it: reversed, they go first.
-    plan.deletions
-        .sort_unstable_by(|a, b| b.0.as_os_str().cmp(a.0.as_os_str()));
-    plan
+
+    fn fetch(&mut self, entry: &Entry) -> Result<(), PlanError> {
+        if index::is_index(&entry.path) {
+            self.plan.stage_two.push(entry.clone());
+            return Ok(());
+        }
+        self.plan.stage_one.push(entry).map_err(PlanError::Spool)
+    }
 }
 
 /// rsync's quick check: a regular file of the listed size and mtime.
-fn up_to_date(entry: &Entry, have: &LocalEntry) -> bool {
-    have.kind == LocalKind::File && have.size == entry.size && have.mtime == entry.mtime
+fn up_to_date(entry: &Entry, have: &Local<'_>) -> bool {
+    have.stat.kind == LocalKind::File
+        && have.stat.size == entry.size
+        && have.stat.mtime == entry.mtime
 }
 
 fn local_kind(kind: Kind) -> LocalKind {
@@ -116,10 +270,21 @@ fn local_kind(kind: Kind) -> LocalKind {
     }
 }
 
+fn is_update_in_progress(path: &Path) -> bool {
+    path.file_name().is_some_and(|n| {
+        n.as_bytes()
+            .starts_with(super::UPDATE_IN_PROGRESS.as_bytes())
+    })
+}
+
+fn bytes(path: &Path) -> &[u8] {
+    path.as_os_str().as_bytes()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dtp::manifest::Header;
+    use crate::dtp::ordered_walk::Stat;
 
     fn entry(kind: Kind, path: &str, size: u64, mtime: i64) -> Entry {
         Entry {
@@ -133,91 +298,283 @@ mod tests {
         }
     }
 
-    fn local(kind: LocalKind, size: u64, mtime: i64) -> LocalEntry {
-        LocalEntry {
-            kind,
-            size,
-            mtime,
-            mode: if kind == LocalKind::File {
-                0o644
-            } else {
-                0o755
-            },
-            target: (kind == LocalKind::Symlink).then(|| PathBuf::from("x")),
+    fn link(path: &str, target: &str) -> Entry {
+        Entry {
+            target: Some(target.into()),
+            ..entry(Kind::Symlink, path, 0, 1)
         }
     }
 
-    fn manifest(entries: Vec<Entry>) -> Manifest {
-        Manifest {
-            header: Header {
-                version: 1,
-                repo: "t".into(),
-                entries: entries.len() as u64,
-                bytes: 0,
-                generated: 0,
-                digest: String::new(),
-            },
-            entries,
+    /// A local entry: path, what it is, and a symlink's target.
+    struct Here(&'static str, Stat, Option<&'static str>);
+
+    fn here(path: &'static str, kind: LocalKind, size: u64, mtime: i64) -> Here {
+        let mode = if kind == LocalKind::File {
+            0o644
+        } else {
+            0o755
+        };
+        let stat = Stat {
+            kind,
+            mode,
+            size,
+            mtime,
+            mtime_ns: 0,
+            ctime: 0,
+            ctime_ns: 0,
+            ino: 0,
+        };
+        let target = (kind == LocalKind::Symlink).then_some("x");
+        Here(path, stat, target)
+    }
+
+    fn header(n: usize) -> Header {
+        Header {
+            version: 1,
+            repo: "t".into(),
+            entries: n as u64,
+            bytes: 0,
+            generated: 0,
+            digest: String::new(),
         }
+    }
+
+    /// The plan for `manifest` against `local` (both in manifest order).
+    fn plan_with(
+        manifest: Vec<Result<Entry, ManifestError>>,
+        local: &[Here],
+        protect: &[&str],
+        max_delete: u64,
+    ) -> Result<Plan, PlanError> {
+        let protect: Vec<PathBuf> = protect.iter().map(PathBuf::from).collect();
+        let spool = FileSpool::new(tempfile::tempfile().unwrap());
+        let mut planner = Planner::new(
+            header(manifest.len()),
+            manifest.into_iter(),
+            spool,
+            &protect,
+            max_delete,
+        )?;
+        for Here(path, stat, target) in local {
+            let found = Local {
+                path: path.as_bytes(),
+                name: path.rsplit('/').next().unwrap().as_bytes(),
+                stat,
+                target: target.map(str::as_bytes),
+            };
+            if !planner.local(found)? {
+                break;
+            }
+        }
+        planner.finish()
+    }
+
+    fn plan(manifest: Vec<Entry>, local: &[Here]) -> Plan {
+        plan_with(manifest.into_iter().map(Ok).collect(), local, &[], 100).unwrap()
+    }
+
+    fn stage_one(plan: Plan) -> Vec<String> {
+        let mut windows = plan.stage_one.into_windows(2).unwrap();
+        let mut paths = Vec::new();
+        while let Some(window) = windows.next_window().unwrap() {
+            paths.extend(window.iter().map(|e| e.path.display().to_string()));
+        }
+        paths
+    }
+
+    fn paths(list: &PathList) -> Vec<String> {
+        list.iter().map(|l| l.path.display().to_string()).collect()
+    }
+
+    fn deletions(plan: &Plan) -> Vec<String> {
+        let paths = plan.deletions.iter();
+        paths.map(|(p, _)| p.display().to_string()).collect()
     }
 
     #[test]
     fn quick_check_and_stages() {
-        let m = manifest(vec![
+        let m = vec![
             entry(Kind::Dir, "dists", 0, 1),
             entry(Kind::File, "dists/Release", 10, 5),
             entry(Kind::File, "dists/by-hash/SHA256/ab", 10, 5),
-            entry(Kind::Symlink, "dists/stable", 0, 5),
+            link("dists/stable", "x"),
             entry(Kind::Dir, "pool", 0, 1),
             entry(Kind::File, "pool/a.deb", 3, 7),
             entry(Kind::File, "pool/b.deb", 3, 7),
-        ]);
-        let mut l = Local::default();
-        l.entries
-            .insert("dists".into(), local(LocalKind::Dir, 0, 9));
-        l.entries.insert("pool".into(), local(LocalKind::Dir, 0, 9));
-        l.entries
-            .insert("pool/a.deb".into(), local(LocalKind::File, 3, 7));
-        l.entries
-            .insert("pool/b.deb".into(), local(LocalKind::File, 3, 8));
-        l.entries
-            .insert("dists/stable".into(), local(LocalKind::Symlink, 0, 1));
-        l.entries
-            .insert("pool/old".into(), local(LocalKind::Dir, 0, 1));
-        l.entries
-            .insert("pool/old/c.deb".into(), local(LocalKind::File, 1, 1));
-        let p = plan(&m, l);
-        assert!(p.mkdirs.is_empty());
-        assert_eq!(p.stage_one, [2, 6], "by-hash and the changed pool file");
-        assert_eq!(p.stage_two, [1]);
+        ];
+        let l = [
+            here("dists", LocalKind::Dir, 0, 9),
+            here("dists/stable", LocalKind::Symlink, 0, 1),
+            here("pool", LocalKind::Dir, 0, 9),
+            here("pool/a.deb", LocalKind::File, 3, 7),
+            here("pool/b.deb", LocalKind::File, 3, 8),
+            here("pool/old", LocalKind::Dir, 0, 1),
+            here("pool/old/c.deb", LocalKind::File, 1, 1),
+        ];
+        let p = plan(m, &l);
+        assert_eq!(p.mkdirs.len(), 0);
+        let two: Vec<_> = p.stage_two.iter().map(|e| e.path.clone()).collect();
+        assert_eq!(two, [PathBuf::from("dists/Release")]);
         assert!(p.links.is_empty(), "same target");
-        assert_eq!(p.dirs, [0, 4]);
-        let gone: Vec<_> = p.deletions.iter().map(|d| d.0.clone()).collect();
+        assert_eq!(paths(&p.dirs), ["dists", "pool"]);
         assert_eq!(
-            gone,
-            [PathBuf::from("pool/old/c.deb"), PathBuf::from("pool/old")]
+            deletions(&p),
+            ["pool/old/c.deb", "pool/old"],
+            "deepest first"
         );
         assert_eq!(p.removals(), 2);
+        assert_eq!((p.upstream_files, p.mirror_files), (4, 3));
+        assert_eq!(stage_one(p), ["dists/by-hash/SHA256/ab", "pool/b.deb"]);
     }
 
     #[test]
-    fn wrong_types_are_replaced_and_counted() {
-        let m = manifest(vec![
+    fn a_dash_sorts_between_a_folder_and_its_contents() {
+        let m = vec![
             entry(Kind::Dir, "a", 0, 1),
-            entry(Kind::File, "b", 1, 1),
-            entry(Kind::Symlink, "c", 0, 1),
-        ]);
-        let mut l = Local::default();
-        l.entries
-            .insert("a".into(), local(LocalKind::Symlink, 0, 1));
-        l.entries.insert("b".into(), local(LocalKind::Dir, 0, 1));
-        l.entries.insert("c".into(), local(LocalKind::File, 1, 1));
-        let p = plan(&m, l);
-        assert_eq!(p.mkdirs, [0]);
-        assert_eq!(p.stage_one, [1]);
-        assert_eq!(p.links, [2]);
-        assert_eq!(p.replaced, 3);
+            entry(Kind::File, "a-x", 1, 1),
+            entry(Kind::File, "a/b", 1, 1),
+            entry(Kind::File, "a/d", 1, 1),
+        ];
+        let l = [
+            here("a", LocalKind::Dir, 0, 1),
+            here("a-x", LocalKind::File, 1, 1),
+            here("a-y", LocalKind::File, 1, 1),
+            here("a/b", LocalKind::File, 1, 1),
+            here("a/c", LocalKind::File, 1, 1),
+        ];
+        let p = plan(m, &l);
+        assert_eq!(deletions(&p), ["a/c", "a-y"]);
+        assert_eq!(p.replaced, 0);
+        assert_eq!(stage_one(p), ["a/d"]);
+    }
+
+    #[test]
+    fn a_file_where_a_folder_is_listed_is_replaced() {
+        let m = vec![entry(Kind::Dir, "x", 0, 1), entry(Kind::File, "x/y", 1, 1)];
+        let p = plan(m, &[here("x", LocalKind::File, 1, 1)]);
+        assert_eq!(paths(&p.mkdirs), ["x"]);
+        assert_eq!(p.replaced, 1);
         assert!(p.deletions.is_empty());
+        assert_eq!(stage_one(p), ["x/y"]);
+    }
+
+    #[test]
+    fn a_folder_where_a_file_is_listed_goes_with_its_contents() {
+        let m = vec![entry(Kind::File, "x", 1, 1)];
+        let l = [
+            here("x", LocalKind::Dir, 0, 1),
+            here("x/y", LocalKind::File, 1, 1),
+        ];
+        let p = plan(m, &l);
+        assert_eq!(p.replaced, 1);
+        assert_eq!(deletions(&p), ["x/y"]);
+        assert_eq!(p.removals(), 2);
+        assert_eq!(stage_one(p), ["x"]);
+    }
+
+    #[test]
+    fn symlinks_are_made_when_missing_changed_or_of_another_type() {
+        let m = vec![
+            link("same", "x"),
+            link("moved", "elsewhere"),
+            link("was-file", "x"),
+            link("new", "x"),
+            entry(Kind::File, "was-link", 1, 1),
+        ];
+        let l = [
+            here("moved", LocalKind::Symlink, 0, 1),
+            here("same", LocalKind::Symlink, 0, 1),
+            here("was-file", LocalKind::File, 1, 1),
+            here("was-link", LocalKind::Symlink, 0, 1),
+        ];
+        let p = plan(m, &l);
+        let links: Vec<_> = p.links.iter().map(|e| e.path.clone()).collect();
+        let want: Vec<PathBuf> = ["moved", "was-file", "new"].map(PathBuf::from).into();
+        assert_eq!(links, want);
+        assert_eq!(p.replaced, 2);
+        assert_eq!(stage_one(p), ["was-link"]);
+    }
+
+    #[test]
+    fn ours_excluded_and_protected_are_not_deleted() {
+        let m = vec![entry(Kind::Dir, "d", 0, 1), entry(Kind::File, "d/f", 1, 1)];
+        let l = [
+            here("d", LocalKind::Dir, 0, 1),
+            here("d/.f.dsync-part", LocalKind::File, 1, 1),
+            here("d/f", LocalKind::File, 1, 1),
+            here("d/mine", LocalKind::File, 1, 1),
+            here("data.dsync", LocalKind::File, 1, 1),
+            here("gone", LocalKind::File, 1, 1),
+        ];
+        let manifest = m.into_iter().map(Ok).collect();
+        let p = plan_with(manifest, &l, &["d/mine"], 100).unwrap();
+        assert_eq!(p.ours, [PathBuf::from("d/.f.dsync-part")]);
+        assert_eq!(deletions(&p), ["gone"]);
+        assert_eq!(p.mirror_files, 2, "d/f and gone");
+    }
+
+    #[test]
+    fn deletions_are_all_counted_but_kept_only_within_max_delete() {
+        let l: Vec<Here> = ["a", "b", "c", "d", "e"]
+            .into_iter()
+            .map(|p| here(p, LocalKind::File, 1, 1))
+            .collect();
+        let p = plan_with(Vec::new(), &l, &[], 2).unwrap();
+        assert_eq!(p.removals(), 5);
+        assert!(p.deletions.len() <= 3);
+        let p = plan_with(Vec::new(), &l, &[], 5).unwrap();
+        assert_eq!(deletions(&p), ["e", "d", "c", "b", "a"]);
+    }
+
+    #[test]
+    fn modes_are_fixed_without_a_download() {
+        let mut e = entry(Kind::File, "f", 1, 1);
+        e.mode = 0o4755;
+        let p = plan(vec![e], &[here("f", LocalKind::File, 1, 1)]);
+        let fixed: Vec<_> = p.chmods.iter().map(|l| (l.path, l.mode)).collect();
+        assert_eq!(fixed, [(Path::new("f"), 0o755)]);
+        assert!(stage_one(p).is_empty());
+    }
+
+    #[test]
+    fn an_update_in_progress_stops_the_walk_but_not_the_check() {
+        let m = vec![
+            entry(Kind::File, "Archive-Update-in-Progress-host", 0, 1),
+            entry(Kind::File, "b", 1, 1),
+        ];
+        let mut planner = Planner::new(
+            header(2),
+            m.into_iter().map(Ok),
+            FileSpool::new(tempfile::tempfile().unwrap()),
+            &[],
+            10,
+        )
+        .unwrap();
+        let Here(path, stat, _) = here("a", LocalKind::File, 1, 1);
+        let found = Local {
+            path: path.as_bytes(),
+            name: path.as_bytes(),
+            stat: &stat,
+            target: None,
+        };
+        assert!(!planner.local(found).unwrap(), "no need to walk on");
+        let p = planner.finish().unwrap();
+        assert_eq!(
+            p.update_in_progress,
+            Some(PathBuf::from("Archive-Update-in-Progress-host"))
+        );
+    }
+
+    #[test]
+    fn a_bad_manifest_gives_no_plan() {
+        let bad = ManifestError::Invalid {
+            line: 9,
+            reason: "digest".into(),
+        };
+        let m = vec![Ok(entry(Kind::File, "a", 1, 1)), Err(bad)];
+        let l = [here("a", LocalKind::File, 1, 1)];
+        let result = plan_with(m, &l, &[], 10);
+        assert!(matches!(result, Err(PlanError::Manifest(_))), "{result:?}");
     }
 
     #[test]

@@ -68,6 +68,17 @@ pub enum ClientError {
         source: std::io::Error,
     },
 
+    /// A temporary file beside the mirror (the fetched manifest, the files
+    /// to fetch) could not be made, written or read.
+    #[error(
+        "cannot use a temporary file in {dir} (for the manifest and the plan): {source}; check the free space there"
+    )]
+    Spool {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
     #[error("cannot start the HTTP client: {0}")]
     Setup(String),
 

@@ -25,7 +25,8 @@ pub struct Fetcher {
 /// The answer to "has the manifest changed?".
 pub enum ManifestReply {
     NotModified,
-    Body(Vec<u8>),
+    /// The manifest is in the spool given.
+    Body,
 }
 
 /// How a file download starts.
@@ -90,12 +91,15 @@ impl Fetcher {
         &self.clients[n % self.clients.len()]
     }
 
-    /// `GET data.dsync`, conditional on `etag`; at most `max` bytes.
+    /// `GET data.dsync`, conditional on `etag`, into `out`; at most
+    /// `max` bytes.
     pub async fn manifest(
         &self,
         etag: Option<&str>,
         max: u64,
+        out: &mut super::spool::Spool,
     ) -> Result<ManifestReply, ClientError> {
+        out.clear()?;
         let url = self.manifest_url();
         let mut request = self.client().get(&url);
         if let Some(etag) = etag {
@@ -115,9 +119,10 @@ impl Fetcher {
                 .and_then(|v| v.to_str().ok())
                 .and_then(Limits::parse),
         );
-        let mut bytes = Vec::new();
+        let mut len = 0u64;
         while let Some(chunk) = response.chunk().await.map_err(|e| network(&url, &e))? {
-            if (bytes.len() + chunk.len()) as u64 > max {
+            len += chunk.len() as u64;
+            if len > max {
                 return Err(ClientError::Manifest {
                     url,
                     source: crate::dtp::manifest::ManifestError::Invalid {
@@ -126,9 +131,9 @@ impl Fetcher {
                     },
                 });
             }
-            bytes.extend_from_slice(&chunk);
+            out.append(&chunk)?;
         }
-        Ok(ManifestReply::Body(bytes))
+        Ok(ManifestReply::Body)
     }
 
     /// The host's batch limits, if it serves batches.

@@ -4,13 +4,19 @@
 //!
 //! 1. `GET data.dsync` with `If-None-Match` = our own manifest's ETag: `304`
 //!    means nothing changed, and we are done without looking at the tree.
-//! 2. Decode it within [`manifest::Limits`] (the upstream is not trusted).
-//! 3. An `Archive-Update-in-Progress-*` entry: the upstream is mid-update;
-//!    wait and ask again (as ftpsync does), then give up.
-//! 4. Walk the local tree and plan; refuse more removals than `max_delete`
-//!    before anything is touched.
+//! 2. Keep it in an unnamed file beside the mirror, not in memory.
+//! 3. Read it entry by entry within [`manifest::Limits`] (the upstream is not
+//!    trusted), merged with a walk of the local tree in the same order, into
+//!    a plan (memory: what needs doing, not the tree; stage one's files go
+//!    to a spool file). The plan is used only once the whole manifest has
+//!    been read and found valid. An `Archive-Update-in-Progress-*` entry: the
+//!    upstream is mid-update; wait and ask again (as ftpsync does), then give
+//!    up.
+//! 4. Refuse a shrunken upstream (`min_upstream_ratio`) or more removals
+//!    than `max_delete` before anything is touched.
 //! 5. Create missing folders.
-//! 6. Stage one: every file but the indices, each put in place once verified.
+//! 6. Stage one: every file but the indices, each put in place once verified
+//!    (read back from the spool and fetched `WINDOW` files at a time).
 //! 7. Stage two: the indices, all verified before any is put in place; then
 //!    symlinks.
 //! 8. Deletions, then folder modes and mtimes.
@@ -31,11 +37,13 @@ mod download;
 mod error;
 mod fetch;
 mod index;
+mod lists;
+mod local;
 mod safe;
 mod sink;
+mod spool;
 mod target;
 mod url;
-mod walk;
 mod writer;
 
 use std::net::IpAddr;
@@ -46,10 +54,13 @@ pub use error::ClientError;
 pub use index::is_index;
 pub use url::base as base_url;
 
-use crate::dtp::manifest::{self, Entry, Manifest};
-use download::{Finish, fetch_all};
+use crate::dtp::manifest::{self, Entry};
+use diff::{Plan, PlanError, Planner};
+use download::{Fetched, Finish, fetch_all};
 use fetch::{Fetcher, ManifestReply};
+use lists::FileSpool;
 use safe::Root;
+use spool::{Spool, spool_error};
 
 /// The prefix of the file an upstream shows while it updates its archive.
 pub const UPDATE_IN_PROGRESS: &str = "Archive-Update-in-Progress-";
@@ -57,8 +68,11 @@ pub const UPDATE_IN_PROGRESS: &str = "Archive-Update-in-Progress-";
 pub const STOP_AFTER_STAGE1: &str = "DSYNC_DTP_STOP_AFTER_STAGE1";
 /// Concurrent downloads unless told otherwise.
 pub const DEFAULT_CONNECTIONS: usize = 50;
-/// Threads reading the local tree.
-const WALK_THREADS: usize = 4;
+/// Threads reading the local tree ahead of the plan.
+const WALK_THREADS: usize = 3;
+/// Stage-one files held in memory at once (a few MB): a first copy of a
+/// million files is fetched in windows of this many.
+const WINDOW: usize = 1 << 16;
 
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
@@ -124,25 +138,10 @@ pub struct Summary {
 
 /// Refuse a manifest whose regular files are too few beside the mirror's,
 /// before anything is touched.
-fn shrink_guard(
-    options: &ClientOptions,
-    manifest: &Manifest,
-    local: &walk::Local,
-) -> Result<(), ClientError> {
-    use crate::dtp::manifest::Kind;
-    let upstream = manifest
-        .entries
-        .iter()
-        .filter(|e| e.kind == Kind::File)
-        .count() as u64;
-    let mirror = local
-        .entries
-        .values()
-        .filter(|e| e.kind == walk::LocalKind::File)
-        .count() as u64;
+fn shrink_guard(options: &ClientOptions, plan: &Plan) -> Result<(), ClientError> {
     crate::shrink::check(
-        upstream,
-        mirror,
+        plan.upstream_files,
+        plan.mirror_files,
         options.min_upstream_ratio,
         &options.save,
         "min-upstream-ratio=0 in xync.conf",
@@ -188,7 +187,7 @@ async fn run(
         options.timeout,
     )?;
 
-    // 1–3: the manifest, unless it is the one we have.
+    // 1–4: the manifest, unless it is the one we have, and the plan.
     let ours = manifest::read_header(&save.join(crate::dtp::MANIFEST)).ok();
     // A mirror without its manifest (wiped, never synced) asks for everything.
     let etag = match &options.etag_file {
@@ -198,47 +197,35 @@ async fn run(
             .map(|t| t.trim().to_string()),
         None => ours.as_ref().map(|h| h.etag()),
     };
-    let (bytes, manifest) = match fetch_manifest(&fetcher, options, etag.as_deref(), log).await? {
-        Some(fetched) => fetched,
-        None => {
-            log(&format!(
-                "manifest not modified ({}): the mirror is up to date",
-                etag.as_deref().unwrap_or_default()
-            ));
-            return Ok(Summary {
-                unchanged: true,
-                entries: ours.map_or(0, |h| h.entries),
-                ..Summary::default()
-            });
-        }
+    let root = Root::open(save).map_err(|e| ClientError::local(save, "open", e))?;
+    let Some((spool, plan)) =
+        fetch_and_plan(&fetcher, &root, options, etag.as_deref(), log).await?
+    else {
+        log(&format!(
+            "manifest not modified ({}): the mirror is up to date",
+            etag.as_deref().unwrap_or_default()
+        ));
+        return Ok(Summary {
+            unchanged: true,
+            entries: ours.map_or(0, |h| h.entries),
+            ..Summary::default()
+        });
     };
+    let header = plan.header.clone();
     log(&format!(
         "manifest of {}: {} entries, {} bytes, digest {}",
-        manifest.header.repo,
-        manifest.header.entries,
-        manifest.header.bytes,
-        manifest.header.digest
+        header.repo, header.entries, header.bytes, header.digest
     ));
 
-    // 4: plan, and refuse too many removals while nothing is touched yet.
-    log("comparing with the local tree");
-    let root = Root::open(save).map_err(|e| ClientError::local(save, "open", e))?;
-    let mut local =
-        walk::walk(&root, WALK_THREADS).map_err(|(path, e)| ClientError::local(path, "read", e))?;
-    for path in &options.protect {
-        if manifest.find(path).is_none() {
-            local.entries.remove(path);
-        }
-    }
-    shrink_guard(options, &manifest, &local)?;
-    let plan = diff::plan(&manifest, local);
+    // Refusals, while nothing is touched yet.
+    shrink_guard(options, &plan)?;
     log(&format!(
         "plan: {} folders to create, stage one {} files ({} bytes), stage two {} files ({} bytes), {} symlinks, {} removals",
         plan.mkdirs.len(),
         plan.stage_one.len(),
-        plan.bytes(&manifest, &plan.stage_one),
+        plan.stage_one.bytes(),
         plan.stage_two.len(),
-        plan.bytes(&manifest, &plan.stage_two),
+        plan.stage_two_bytes(),
         plan.links.len(),
         plan.removals()
     ));
@@ -251,19 +238,9 @@ async fn run(
     stop_if_signalled()?;
 
     // 5–6: folders, then everything but the indices.
-    apply::make_dirs(&root, &manifest, &plan)?;
-    apply::fix_modes(&root, &manifest, &plan)?;
-    let stage_one = entries(&manifest, &plan.stage_one);
-    let one = fetch_all(
-        &fetcher,
-        &root,
-        &stage_one,
-        Finish::Rename,
-        options.connections,
-        "stage one",
-        log,
-    )
-    .await?;
+    apply::make_dirs(&root, &plan.mkdirs)?;
+    apply::fix_modes(&root, &plan.chmods)?;
+    let one = stage_one(&fetcher, &root, plan.stage_one, options, log).await?;
     log(&format!(
         "stage one done: {} files, {} bytes fetched",
         one.files, one.bytes
@@ -273,7 +250,7 @@ async fn run(
         fetched_files: one.files,
         fetched_bytes: one.bytes,
         deleted: 0,
-        entries: manifest.entries.len() as u64,
+        entries: header.entries,
     };
     after_stage(1).map_err(ClientError::Hook)?;
     if std::env::var_os(STOP_AFTER_STAGE1).is_some_and(|v| v == "1") {
@@ -283,7 +260,7 @@ async fn run(
     stop_if_signalled()?;
 
     // 7: the indices, all verified before the first takes its name; symlinks.
-    let stage_two = entries(&manifest, &plan.stage_two);
+    let stage_two: Vec<&Entry> = plan.stage_two.iter().collect();
     let two = fetch_all(
         &fetcher,
         &root,
@@ -296,7 +273,7 @@ async fn run(
     .await?;
     stop_if_signalled()?;
     apply::install_indices(&root, &stage_two)?;
-    let skipped = apply::make_links(&root, &manifest, &plan, log)?;
+    let skipped = apply::make_links(&root, &plan.links, log)?;
     summary.fetched_files += two.files;
     summary.fetched_bytes += two.bytes;
     log(&format!(
@@ -307,9 +284,9 @@ async fn run(
     ));
 
     // 8: what the upstream no longer has; then folder metadata.
-    apply::remove_ours(&root, &plan);
-    summary.deleted = apply::delete(&root, &plan)?;
-    apply::dir_meta(&root, &manifest, &plan)?;
+    apply::remove_ours(&root, &plan.ours);
+    summary.deleted = apply::delete(&root, &plan.deletions)?;
+    apply::dir_meta(&root, &plan.dirs)?;
     if summary.deleted > 0 {
         log(&format!("deleted {} entries", summary.deleted));
     }
@@ -317,40 +294,40 @@ async fn run(
     after_stage(2).map_err(ClientError::Hook)?;
 
     // 9: the manifest, exactly as fetched.
-    manifest::install_bytes(save, &bytes)
+    spool
+        .install(save)
         .map_err(|e| ClientError::local(save.join(crate::dtp::MANIFEST), "write", e))?;
     if let Some(file) = &options.etag_file {
-        std::fs::write(file, format!("{}\n", manifest.header.etag()))
+        std::fs::write(file, format!("{}\n", header.etag()))
             .map_err(|e| ClientError::local(file, "write", e))?;
     }
     Ok(summary)
 }
 
-/// The upstream's manifest and its bytes; `None` when it is the one we have.
-/// An update in progress upstream is waited out `uip_retries` times.
-async fn fetch_manifest(
+/// The upstream's manifest (spooled) and the plan to reach it; `None` when
+/// it is the one we have. An update in progress upstream is waited out
+/// `uip_retries` times.
+async fn fetch_and_plan(
     fetcher: &Fetcher,
+    root: &Root,
     options: &ClientOptions,
     etag: Option<&str>,
     log: &dyn Fn(&str),
-) -> Result<Option<(Vec<u8>, Manifest)>, ClientError> {
+) -> Result<Option<(Spool, Plan)>, ClientError> {
     // zstd never makes text much larger than it is.
     let max = options.limits.max_bytes.saturating_add(1 << 20);
+    let mut spool = Spool::new(&options.save)?;
     let mut waited = 0;
     loop {
-        let bytes = match fetcher.manifest(etag, max).await? {
-            ManifestReply::NotModified => return Ok(None),
-            ManifestReply::Body(bytes) => bytes,
+        if let ManifestReply::NotModified = fetcher.manifest(etag, max, &mut spool).await? {
+            return Ok(None);
+        }
+        log("comparing with the local tree");
+        let plan = plan(&spool, root, options, &fetcher.manifest_url())?;
+        let Some(uip) = &plan.update_in_progress else {
+            return Ok(Some((spool, plan)));
         };
-        let manifest =
-            Manifest::decode(&bytes, &options.limits).map_err(|source| ClientError::Manifest {
-                url: fetcher.manifest_url(),
-                source,
-            })?;
-        let Some(uip) = update_in_progress(&manifest) else {
-            return Ok(Some((bytes, manifest)));
-        };
-        let file = uip.path.display().to_string();
+        let file = uip.display().to_string();
         if waited >= options.uip_retries {
             return Err(ClientError::UpdateInProgress {
                 file,
@@ -367,17 +344,73 @@ async fn fetch_manifest(
     }
 }
 
-fn update_in_progress(manifest: &Manifest) -> Option<&Entry> {
-    manifest.entries.iter().find(|e| {
-        e.path.file_name().is_some_and(|n| {
-            n.as_encoded_bytes()
-                .starts_with(UPDATE_IN_PROGRESS.as_bytes())
-        })
-    })
+/// Merge the spooled manifest with the local tree (see [`diff`]); the plan
+/// is returned only once the whole manifest has been found valid.
+fn plan(
+    spool: &Spool,
+    root: &Root,
+    options: &ClientOptions,
+    url: &str,
+) -> Result<Plan, ClientError> {
+    let failed = |e: PlanError| match e {
+        PlanError::Manifest(source) => ClientError::Manifest {
+            url: url.to_string(),
+            source,
+        },
+        PlanError::Spool(e) => spool_error(&options.save)(e),
+    };
+    let entries = spool
+        .entries(&options.limits)
+        .map_err(|e| failed(PlanError::Manifest(e)))?;
+    let header = entries.header().clone();
+    // Made before the walk starts: a named fallback must not be seen by it.
+    let files = FileSpool::new(spool.scratch()?);
+    let mut planner = Planner::new(header, entries, files, &options.protect, options.max_delete)
+        .map_err(failed)?;
+    let walked = local::walk(root, WALK_THREADS, |found| match planner.local(found) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(None),
+        Err(e) => Err(Some(e)),
+    });
+    match walked {
+        Ok(()) | Err(local::Stop::Visit(None)) => {}
+        Err(local::Stop::Visit(Some(e))) => return Err(failed(e)),
+        Err(local::Stop::Failed(e)) => return Err(e),
+    }
+    planner.finish().map_err(failed)
 }
 
-fn entries<'m>(manifest: &'m Manifest, indices: &[usize]) -> Vec<&'m Entry> {
-    indices.iter().map(|&i| &manifest.entries[i]).collect()
+/// Stage one, a window of entries at a time.
+async fn stage_one(
+    fetcher: &Fetcher,
+    root: &Root,
+    files: FileSpool,
+    options: &ClientOptions,
+    log: &dyn Fn(&str),
+) -> Result<Fetched, ClientError> {
+    let failed = spool_error(&options.save);
+    let mut windows = files.into_windows(WINDOW).map_err(failed)?;
+    let mut done = Fetched::default();
+    loop {
+        let window = match windows.next_window() {
+            Ok(Some(window)) => window,
+            Ok(None) => return Ok(done),
+            Err(e) => return Err(spool_error(&options.save)(e)),
+        };
+        let entries: Vec<&Entry> = window.iter().collect();
+        let got = fetch_all(
+            fetcher,
+            root,
+            &entries,
+            Finish::Rename,
+            options.connections,
+            "stage one",
+            log,
+        )
+        .await?;
+        done.files += got.files;
+        done.bytes += got.bytes;
+    }
 }
 
 fn stop_if_signalled() -> Result<(), ClientError> {
