@@ -3,7 +3,9 @@
 //! assert that nothing it started outlives a signal.
 //!
 //! Zombies are dead (only their parent's `wait` is missing; an orphan's new
-//! parent may never reap it) and count as gone.
+//! parent may never reap it) and count as gone. A killed multi-threaded
+//! process shows its first thread as a zombie while the others still exit,
+//! holding its files and locks: it counts as alive until they are gone.
 #![allow(dead_code)]
 
 use std::time::{Duration, Instant};
@@ -51,7 +53,10 @@ pub fn get(pid: i32) -> Option<Proc> {
     // "PID (COMM) STATE PPID PGRP ...": COMM may hold spaces and parentheses.
     let (_, rest) = stat.rsplit_once(") ")?;
     let mut fields = rest.split_whitespace();
-    let state = fields.next()?.chars().next()?;
+    let mut state = fields.next()?.chars().next()?;
+    if matches!(state, 'Z' | 'X') {
+        state = other_thread_state(pid).unwrap_or(state);
+    }
     let ppid = fields.next()?.parse().ok()?;
     let pgrp = fields.next()?.parse().ok()?;
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))
@@ -69,6 +74,16 @@ pub fn get(pid: i32) -> Option<Proc> {
         pgrp,
         state,
         cmdline,
+    })
+}
+
+/// The state of a thread of `pid` (not the first) that has not exited yet.
+fn other_thread_state(pid: i32) -> Option<char> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    tasks.flatten().find_map(|task| {
+        let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
+        let state = stat.rsplit_once(") ")?.1.chars().next()?;
+        (!matches!(state, 'Z' | 'X')).then_some(state)
     })
 }
 
