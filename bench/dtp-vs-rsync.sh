@@ -4,7 +4,7 @@
 # three times (initial full sync, no-change sync, 1%-changed sync).
 #
 #   bench/dtp-vs-rsync.sh [-n SMALL_FILES] [-r MIN-MAX] [-f FOLDERS]
-#                         [-l LARGE_FILES] [-s LARGE_MB] [-D] [-k]
+#                         [-l LARGE_FILES] [-s LARGE_MB] [-D] [-w] [-k]
 #
 #   -n  small files (default 20000)
 #   -r  size range of the small files in bytes (default 1024-16384)
@@ -12,6 +12,10 @@
 #   -l  large files (default 3)
 #   -s  size of each large file in MiB (default 64)
 #   -D  DTP alone: rsync is not run (on a busy machine, one side at a time)
+#   -w  before each side's full sync, write and delete as many bytes as the
+#       tree beside it: in a VM, the first touch of memory the host has not
+#       backed yet (a fresh tmpfs page) costs more than the copy, and which
+#       side pays it depends on the order; warmed, both measure the transfer
 #   -k  keep the work folder (printed at the end)
 #
 # Issue 13's tree: -n 50000 -r 200-4096 -f 50 -l 0. The client's peak RSS
@@ -30,7 +34,8 @@ large=3
 large_mb=64
 keep=0
 rsync_too=1
-while getopts "n:r:f:l:s:Dkh" opt; do
+warm=0
+while getopts "n:r:f:l:s:Dwkh" opt; do
     case "$opt" in
         n) small=$OPTARG ;;
         r) range=$OPTARG ;;
@@ -38,6 +43,7 @@ while getopts "n:r:f:l:s:Dkh" opt; do
         l) large=$OPTARG ;;
         s) large_mb=$OPTARG ;;
         D) rsync_too=0 ;;
+        w) warm=1 ;;
         k) keep=1 ;;
         *) sed -n '2,/^set /{/^set /!p}' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
     esac
@@ -154,14 +160,22 @@ timed() {
 
 declare -A result
 rss_mib() { echo $(( $(tail -1 "$rss_file") / 1024 )); }
+# -w: the pages of a file as large as the tree, touched and freed again.
+warm_memory() {
+    [ "$warm" = 1 ] && [ "$1" = initial ] || return 0
+    head -c "$(du -sb "$src" | cut -f1)" /dev/zero >"$work/warm"
+    rm "$work/warm"
+}
 measure() {
     local name=$1
     result[$name,rsync]=-
     result[$name,rsync_rss]=-
     if [ "$rsync_too" = 1 ]; then
+        warm_memory "$name"
         result[$name,rsync]=$(timed run_rsync)
         result[$name,rsync_rss]=$(rss_mib)
     fi
+    warm_memory "$name"
     result[$name,dtp]=$(timed run_dtp)
     result[$name,dtp_rss]=$(rss_mib)
 }
