@@ -1,12 +1,15 @@
 //! `data.dsync`: reading, writing and generating manifests (format in [`crate::dtp`]).
 //!
-//! - `format`: the text inside the zstd frame ([`Manifest::encode`],
-//!   [`Manifest::decode`], [`read_header`]).
-//! - `walk`: [`generate`] a manifest from a tree, with the hash cache of
+//! - `format`: the text inside the zstd frame, whole ([`Manifest::encode`],
+//!   [`Manifest::decode`], [`read_header`]) or entry by entry for a tree of
+//!   millions ([`EntryReader`], [`ManifestWriter`]).
+//! - `walk`: [`generate`] a manifest from a tree, or
+//!   [`generate_and_install`] it without holding it, with the hash cache of
 //!   `cache` (a file of dsync's home, never in the tree) so only changed
 //!   files are read again.
-//! - `install`: write `data.dsync` into the tree atomically, with nothing
-//!   else of ours ever named there for longer than a rename.
+//! - `install`: write `data.dsync` into the tree atomically ([`install`],
+//!   [`Pending`]), with nothing else of ours ever named there for longer
+//!   than a rename.
 //!
 //! Two details the protocol text leaves open: the header's `repo` value is
 //! escaped like a path (a no-op for every name a repository file allows), and
