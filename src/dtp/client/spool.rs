@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use super::error::ClientError;
 
-use crate::dtp::manifest::{EntryReader, Limits, ManifestError, Pending};
+use crate::dtp::manifest::{self, EntryReader, Limits, ManifestError};
 
 /// The manifest's compressed bytes, as fetched.
 pub struct Spool {
@@ -70,9 +70,7 @@ impl Spool {
 
     /// Write it into `root/data.dsync`, atomically, the same bytes as fetched.
     pub fn install(&self, root: &Path) -> io::Result<()> {
-        let mut pending = Pending::begin(root)?;
-        io::copy(&mut self.bytes(), pending.file())?;
-        pending.publish()
+        manifest::install_from(root, &mut self.bytes())
     }
 
     fn bytes(&self) -> At<'_> {

@@ -10,7 +10,7 @@
 //! named temporary file is used, 0644 from the start.
 
 use std::fs::{File, Permissions};
-use std::io::{self, Seek, Write};
+use std::io::{self, Seek};
 use std::os::fd::AsFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -18,7 +18,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use rustix::fs::{AtFlags, CWD, Mode, OFlags};
 
-use super::{Manifest, TEMP_PREFIX, cache};
+use super::{Header, Manifest, ManifestWriter, TEMP_PREFIX, cache};
 
 /// The manifest's mode: served, possibly by another account.
 const MODE: u32 = 0o644;
@@ -31,15 +31,33 @@ pub fn install(root: &Path, manifest: &Manifest) -> io::Result<()> {
 /// [`install`] for bytes already encoded (a client installs exactly what it
 /// fetched and checked).
 pub fn install_bytes(root: &Path, bytes: &[u8]) -> io::Result<()> {
+    install_from(root, &mut &bytes[..])
+}
+
+/// [`install_bytes`] for bytes too many to hold, read from `src`.
+pub fn install_from(root: &Path, src: &mut impl io::Read) -> io::Result<()> {
     let mut pending = Pending::begin(root)?;
-    pending.file().write_all(bytes)?;
+    io::copy(src, pending.file())?;
     pending.publish()
+}
+
+/// [`install`] for a manifest written entry by entry; its header.
+pub fn install_written(
+    root: &Path,
+    writer: ManifestWriter,
+    repo: &str,
+    generated: i64,
+) -> io::Result<Header> {
+    let mut pending = Pending::begin(root)?;
+    let header = writer.finish(repo, generated, pending.file())?;
+    pending.publish()?;
+    Ok(header)
 }
 
 /// A manifest on its way into a tree, for one too large to hold in memory:
 /// write it into [`Pending::file`], then [`Pending::publish`]. Dropped
 /// unpublished, it leaves nothing behind.
-pub struct Pending {
+struct Pending {
     root: PathBuf,
     dir: File,
     file: File,
@@ -48,7 +66,7 @@ pub struct Pending {
 }
 
 impl Pending {
-    pub fn begin(root: &Path) -> io::Result<Pending> {
+    fn begin(root: &Path) -> io::Result<Pending> {
         let dir = File::open(root)?;
         let (file, named) = match unnamed(&dir) {
             Ok(file) => (file, None),
@@ -67,12 +85,12 @@ impl Pending {
     }
 
     /// Where the manifest's bytes go.
-    pub fn file(&mut self) -> &mut File {
+    fn file(&mut self) -> &mut File {
         &mut self.file
     }
 
     /// Sync it and rename it over `root/data.dsync`.
-    pub fn publish(mut self) -> io::Result<()> {
+    fn publish(mut self) -> io::Result<()> {
         self.file.sync_all()?;
         match self.named.take() {
             Some(tmp) => persist(tmp, &self.root)?,
@@ -201,6 +219,7 @@ pub fn remove_leftovers(root: &Path) -> io::Result<Vec<PathBuf>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
     use std::os::unix::fs::MetadataExt;
 
     fn names(root: &Path) -> Vec<String> {

@@ -8,8 +8,8 @@
 //!   `cache` (a file of dsync's home, never in the tree) so only changed
 //!   files are read again.
 //! - `install`: write `data.dsync` into the tree atomically ([`install`],
-//!   [`Pending`]), with nothing else of ours ever named there for longer
-//!   than a rename.
+//!   [`install_from`], [`install_written`]), with nothing else of ours ever
+//!   named there for longer than a rename.
 //!
 //! Two details the protocol text leaves open: the header's `repo` value is
 //! escaped like a path (a no-op for every name a repository file allows), and
@@ -29,7 +29,7 @@ use sha2::Digest;
 
 pub use cache::OLD_FILE as OLD_CACHE;
 pub use format::{EntryReader, ManifestWriter, read_header};
-pub use install::{Pending, install, install_bytes, remove_leftovers};
+pub use install::{install, install_bytes, install_from, install_written, remove_leftovers};
 pub(crate) use install::{link as link_unnamed, unsupported as unnamed_unsupported};
 pub use walk::{GenStats, generate, generate_and_install, generate_with_stats};
 
@@ -251,10 +251,7 @@ pub fn refresh(root: &Path, paths: &[PathBuf]) -> Result<(), ManifestError> {
         out.push(&new)?;
     }
     let repo = old.header().repo.clone();
-    let mut pending = Pending::begin(root).map_err(io_at(&file))?;
-    out.finish(&repo, chrono::Utc::now().timestamp(), pending.file())
-        .map_err(io_at(&file))?;
-    pending.publish().map_err(io_at(&file))?;
+    install_written(root, out, &repo, chrono::Utc::now().timestamp()).map_err(io_at(&file))?;
     Ok(())
 }
 

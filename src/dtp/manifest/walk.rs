@@ -18,8 +18,8 @@ use sha2::{Digest, Sha256};
 
 use super::cache::{Lookup, Stamp, Writer as CacheWriter};
 use super::{
-    Entry, Header, Kind, Manifest, ManifestError, ManifestWriter, Pending, io_at, is_excluded,
-    path_bytes, path_problem,
+    Entry, Header, Kind, Manifest, ManifestError, ManifestWriter, install_written, io_at,
+    is_excluded, path_bytes, path_problem,
 };
 use crate::dtp::ordered_walk::{FileKind, Found, Walk, WalkError};
 
@@ -100,11 +100,7 @@ pub fn generate_and_install(
     let mut writer = ManifestWriter::new(spool);
     let stats = build(root, cache, &mut |entry| writer.push(&entry))?;
     let file = root.join(crate::dtp::MANIFEST);
-    let mut pending = Pending::begin(root).map_err(io_at(&file))?;
-    let header = writer
-        .finish(repo, generated, pending.file())
-        .map_err(io_at(&file))?;
-    pending.publish().map_err(io_at(&file))?;
+    let header = install_written(root, writer, repo, generated).map_err(io_at(&file))?;
     Ok((header, stats))
 }
 
