@@ -7,7 +7,8 @@
 //! - [`shellconf`]: the safe subset of shell that `ftpsync.conf` files are written in
 //! - [`ftpsync`]: ftpsync's settings, rsync command lines and stage engine
 //! - [`rsync`], [`process`], [`signals`]: running rsync and other children safely
-//! - [`lock`], [`trace`], [`log`], [`mail`]: the files and reports around a sync
+//! - [`lock`], [`trace`], [`log`], [`mail`]: the files and reports around a sync;
+//!   [`beneath`]: every write into a mirror, beneath its root, no symlink followed
 //! - [`exit`]: the one table of exit codes; [`diag`]: problems found in config files;
 //!   [`keyvalue`]: the `key=value` line syntax of dsync's config files
 //! - [`manager`]: the dsync layer, a home (`~/dxync`) of repositories synced on
@@ -18,6 +19,7 @@
 //!   generator it shares with the tests
 
 pub mod access;
+pub mod beneath;
 pub mod cli;
 pub mod demo;
 pub mod diag;
