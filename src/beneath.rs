@@ -86,10 +86,7 @@ impl Root {
         let mut dir: Option<OwnedFd> = None;
         for component in rel.components() {
             let Component::Normal(name) = component else {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    "not a plain relative path",
-                ));
+                return Err(not_plain());
             };
             let base = dir.as_ref().map_or(self.fd.as_fd(), |d| d.as_fd());
             dir = Some(rustix::fs::openat(base, name, DIR_FLAGS, Mode::empty())?);
@@ -104,6 +101,190 @@ impl Root {
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
         let parent = rel.parent().unwrap_or(Path::new(""));
         Ok((self.open_dir(parent)?, name))
+    }
+}
+
+/// The most of a file of ours in the tree that [`Root::read`] takes in
+/// (trace files are a few hundred bytes; anything larger is not ours).
+pub const MAX_READ: u64 = 1 << 20;
+
+const FILE_FLAGS: OFlags = OFlags::RDONLY
+    .union(OFlags::NOFOLLOW)
+    .union(OFlags::CLOEXEC)
+    .union(OFlags::NOCTTY)
+    .union(OFlags::NONBLOCK);
+
+impl Root {
+    /// Is `rel` a real folder, reached without a symlink on the way?
+    pub fn is_dir(&self, rel: &Path) -> bool {
+        self.open_dir(rel).is_ok()
+    }
+
+    /// Create the folder `rel` and those above it (mode 0755, umask applied);
+    /// a symlink or a file on the way is an error, never followed or removed.
+    pub fn create_dirs(&self, rel: &Path) -> io::Result<()> {
+        let mut dir = self.open_dir(Path::new(""))?;
+        for component in rel.components() {
+            let Component::Normal(name) = component else {
+                return Err(not_plain());
+            };
+            match rustix::fs::mkdirat(&dir, name, Mode::from_raw_mode(0o755)) {
+                Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+                Err(e) => return Err(e.into()),
+            }
+            dir = rustix::fs::openat(&dir, name, DIR_FLAGS, Mode::empty())
+                .map_err(|e| refused_symlink(e, name))?;
+        }
+        Ok(())
+    }
+
+    /// The regular file `rel`, open for reading; a symlink anywhere on the way
+    /// (the last component included) or anything but a regular file is an error.
+    pub fn open_file(&self, rel: &Path) -> io::Result<std::fs::File> {
+        let (dir, name) = self.parent(rel)?;
+        let fd = rustix::fs::openat(&dir, name, FILE_FLAGS, Mode::empty())
+            .map_err(|e| refused_symlink(e, name))?;
+        if FileType::from_raw_mode(rustix::fs::fstat(&fd)?.st_mode as _) != FileType::RegularFile {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{} is not a regular file", rel.display()),
+            ));
+        }
+        // Reads block as usual: NONBLOCK was only for a FIFO planted there.
+        rustix::fs::fcntl_setfl(&fd, OFlags::empty())?;
+        Ok(std::fs::File::from(fd))
+    }
+
+    /// The content of the regular file `rel` (see [`Root::open_file`]), at most
+    /// [`MAX_READ`] bytes; `None` if it is not there.
+    pub fn read(&self, rel: &Path) -> io::Result<Option<Vec<u8>>> {
+        use std::io::Read;
+        let file = match self.open_file(rel) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            other => other?,
+        };
+        let mut bytes = Vec::new();
+        file.take(MAX_READ + 1).read_to_end(&mut bytes)?;
+        if bytes.len() as u64 > MAX_READ {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{} is larger than {MAX_READ} bytes", rel.display()),
+            ));
+        }
+        Ok(Some(bytes))
+    }
+
+    /// Put `bytes` in the file `rel` atomically with permission bits `mode`:
+    /// written under a temporary name of ours in the same folder (created
+    /// with `O_EXCL`, so nothing planted there is written through), then
+    /// renamed over `rel`. Whatever `rel` was (a symlink the upstream put
+    /// there included) is replaced, never followed.
+    pub fn write_atomic(&self, rel: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+        use std::io::Write;
+        let (dir, name) = self.parent(rel)?;
+        let tmp = temp_name("write", name);
+        let create = || {
+            rustix::fs::openat(
+                &dir,
+                &tmp,
+                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::from_raw_mode(mode),
+            )
+        };
+        let fd = match create() {
+            // Left by a run that was killed: ours, by its name.
+            Err(rustix::io::Errno::EXIST) => {
+                remove_any(dir.as_fd(), &tmp)?;
+                create()?
+            }
+            other => other?,
+        };
+        let mut file = std::fs::File::from(fd);
+        let written = file
+            .write_all(bytes)
+            .and_then(|()| rustix::fs::fchmod(&file, Mode::from_raw_mode(mode)).map_err(Into::into))
+            .and_then(|()| replace(dir.as_fd(), &tmp, name));
+        if written.is_err() {
+            let _ = remove_any(dir.as_fd(), &tmp);
+        }
+        written
+    }
+
+    /// Create the empty file `rel` if it is not there (`touch` without the
+    /// time): never through a symlink.
+    pub fn touch(&self, rel: &Path) -> io::Result<()> {
+        let (dir, name) = self.parent(rel)?;
+        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        rustix::fs::openat(
+            &dir,
+            name,
+            flags | OFlags::NONBLOCK,
+            Mode::from_raw_mode(0o644),
+        )
+        .map(drop)
+        .map_err(|e| refused_symlink(e, name))
+    }
+
+    /// Remove the file (or symlink) `rel`; a missing one is fine.
+    pub fn remove_file(&self, rel: &Path) -> io::Result<()> {
+        let (dir, name) = self.parent(rel)?;
+        ignore_missing(rustix::fs::unlinkat(&dir, name, AtFlags::empty()))
+    }
+
+    /// Visit every entry below the folder `rel` (depth first, names in the
+    /// order the file system gives them) with its path relative to `rel`
+    /// and its `lstat`: symlinks are reported, never followed. A folder that
+    /// cannot be read is passed over.
+    pub fn walk(
+        &self,
+        rel: &Path,
+        visit: &mut dyn FnMut(&Path, &rustix::fs::Stat),
+    ) -> io::Result<()> {
+        let dir = self.open_dir(rel)?;
+        walk_fd(dir, &mut PathBuf::new(), visit);
+        Ok(())
+    }
+}
+
+fn walk_fd(dir: OwnedFd, at: &mut PathBuf, visit: &mut dyn FnMut(&Path, &rustix::fs::Stat)) {
+    let Ok(entries) = rustix::fs::Dir::read_from(&dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = OsStr::from_bytes(entry.file_name().to_bytes());
+        if name == "." || name == ".." {
+            continue;
+        }
+        let Ok(st) = rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) else {
+            continue;
+        };
+        at.push(name);
+        visit(at, &st);
+        if FileType::from_raw_mode(st.st_mode as _) == FileType::Directory
+            && let Ok(sub) = rustix::fs::openat(&dir, name, DIR_FLAGS, Mode::empty())
+        {
+            walk_fd(sub, at, visit);
+        }
+        at.pop();
+    }
+}
+
+fn not_plain() -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, "not a plain relative path")
+}
+
+/// `ELOOP` from `O_NOFOLLOW` said in words: the name is a symlink, and we do
+/// not write or read through symlinks in a mirror.
+fn refused_symlink(e: rustix::io::Errno, name: &OsStr) -> io::Error {
+    match e {
+        rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR => io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{} is a symlink or not a folder: nothing is written or read through it",
+                Path::new(name).display()
+            ),
+        ),
+        e => e.into(),
     }
 }
 
@@ -274,6 +455,68 @@ mod tests {
         remove_any(top.as_fd(), OsStr::new("tree")).unwrap();
         assert!(!tmp.path().join("tree").exists());
         assert!(outside.path().join("keep").exists(), "not followed");
+    }
+
+    #[test]
+    fn writes_replace_planted_symlinks_and_never_go_through_them() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(tmp.path().join("dists")).unwrap();
+        std::fs::write(tmp.path().join("dists/Release"), "index").unwrap();
+        symlink("dists/Release", tmp.path().join("marker")).unwrap();
+        // Our own temporary name, planted as a symlink, is no way in either.
+        let planted = temp_name("write", OsStr::new("marker"));
+        symlink("dists/Release", tmp.path().join(&planted)).unwrap();
+        let root = Root::open(tmp.path()).unwrap();
+        root.write_atomic(Path::new("marker"), b"ours", 0o644)
+            .unwrap();
+        assert_eq!(
+            std::fs::read(tmp.path().join("dists/Release")).unwrap(),
+            b"index"
+        );
+        assert!(
+            std::fs::symlink_metadata(tmp.path().join("marker"))
+                .unwrap()
+                .is_file()
+        );
+        assert_eq!(std::fs::read(tmp.path().join("marker")).unwrap(), b"ours");
+        assert!(std::fs::symlink_metadata(tmp.path().join(&planted)).is_err());
+
+        symlink("dists/Release", tmp.path().join("touched")).unwrap();
+        assert!(root.touch(Path::new("touched")).is_err());
+        assert!(root.read(Path::new("touched")).is_err());
+        assert_eq!(root.read(Path::new("marker")).unwrap().unwrap(), b"ours");
+        assert_eq!(root.read(Path::new("absent")).unwrap(), None);
+        root.touch(Path::new("new")).unwrap();
+        assert!(tmp.path().join("new").is_file());
+    }
+
+    #[test]
+    fn folders_are_made_and_walked_without_following_symlinks() {
+        let tmp = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret"), "x").unwrap();
+        std::fs::create_dir(tmp.path().join("project")).unwrap();
+        symlink(outside.path(), tmp.path().join("project/trace")).unwrap();
+        let root = Root::open(tmp.path()).unwrap();
+        assert!(root.create_dirs(Path::new("project/trace")).is_err());
+        assert!(!root.is_dir(Path::new("project/trace")));
+        assert!(
+            root.write_atomic(Path::new("project/trace/x"), b"", 0o644)
+                .is_err()
+        );
+        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 1);
+        root.create_dirs(Path::new("a/b/c")).unwrap();
+        assert!(root.is_dir(Path::new("a/b/c")));
+
+        let mut seen = Vec::new();
+        root.walk(Path::new(""), &mut |rel, _| seen.push(rel.to_path_buf()))
+            .unwrap();
+        seen.sort();
+        let expect: Vec<PathBuf> = ["a", "a/b", "a/b/c", "project", "project/trace"]
+            .iter()
+            .map(PathBuf::from)
+            .collect();
+        assert_eq!(seen, expect, "the symlink is seen, not entered");
     }
 
     #[test]

@@ -4,9 +4,16 @@
 //! purely numeric (`20180513`): checkers ignore a version like `20180513+nmu1`.
 //! `Creator:` starts with `ftpsync 20180513` for tools that look for ftpsync and
 //! names dsync in parentheses so a human can tell.
+//!
+//! They are files of ours inside the published tree, which the upstream fills:
+//! every read and write goes through [`crate::beneath`], so a symlink the
+//! upstream put at `project/trace` or at any trace name (`_hierarchy.new ->
+//! ../../dists/stable/Release`) is never written or read through.
 
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+use crate::beneath::Root;
 
 use chrono::Utc;
 
@@ -54,8 +61,8 @@ pub fn date_rfc822() -> String {
     Utc::now().format("%a, %d %b %Y %H:%M:%S +0000").to_string()
 }
 
-/// The trace text for the mirror at `to`.
-pub fn content(to: &Path, info: &TraceInfo) -> String {
+/// The trace text for the mirror at `root`.
+pub fn content(root: &Root, info: &TraceInfo) -> String {
     let mut out = String::new();
     let mut line = |key: &str, value: &str| {
         out.push_str(key);
@@ -66,9 +73,10 @@ pub fn content(to: &Path, info: &TraceInfo) -> String {
     let first = date_u();
     line("Date", &date_rfc822());
     line("Date-Started", &info.date_started);
-    let master = to.join(TRACE_DIR).join("master");
-    if master.exists() {
-        let serial = field(&master, "Archive serial").unwrap_or_else(|| "unknown".into());
+    let master = Path::new(TRACE_DIR).join("master");
+    if let Ok(Some(text)) = root.read(&master) {
+        let serial = field_of(&String::from_utf8_lossy(&text), "Archive serial")
+            .unwrap_or_else(|| "unknown".into());
         line("Archive serial", &serial);
     }
     line("Used ftpsync version", FTPSYNC_VERSION);
@@ -90,7 +98,7 @@ pub fn content(to: &Path, info: &TraceInfo) -> String {
             line(key, value);
         }
     }
-    let archs = architectures(&to.join("dists"));
+    let archs = architectures(root);
     if !archs.is_empty() {
         line("Architectures", &archs);
     }
@@ -152,9 +160,9 @@ fn sorted_lines<'a>(lines: impl Iterator<Item = &'a str>) -> String {
 
 /// Architectures that have `Packages.*` (as `binary-ARCH`) or `Sources.*` (as
 /// `source`) indices under `dists`, sorted, each followed by a space.
-fn architectures(dists: &Path) -> String {
+fn architectures(root: &Root) -> String {
     let mut found = Vec::new();
-    walk(dists, &mut |path| {
+    let _ = root.walk(Path::new("dists"), &mut |path, _| {
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
         let parent = path
             .parent()
@@ -172,24 +180,14 @@ fn architectures(dists: &Path) -> String {
     sorted_words(&found.join(" "))
 }
 
-/// Visit every entry below `dir` without following symlinks (as `find`).
-fn walk(dir: &Path, visit: &mut dyn FnMut(&Path)) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        visit(&path);
-        if entry.file_type().is_ok_and(|t| t.is_dir()) {
-            walk(&path, visit);
-        }
-    }
-}
-
 /// The value of `key` in a trace file, as ftpsync's `extract_trace_field`: the text
 /// between `key: ` and the next `: `, whitespace squeezed.
 pub fn field(path: &Path, key: &str) -> Option<String> {
-    let text = std::fs::read_to_string(path).ok()?;
+    field_of(&std::fs::read_to_string(path).ok()?, key)
+}
+
+/// [`field`] of a trace's text.
+pub fn field_of(text: &str, key: &str) -> Option<String> {
     text.lines().find_map(|line| {
         let mut parts = line.split(": ");
         if parts.next()? != key {
@@ -204,71 +202,67 @@ pub fn field(path: &Path, key: &str) -> Option<String> {
     })
 }
 
-/// Write `text` to `path` atomically (a `.new` sibling renamed over it).
-pub fn write_atomic(path: &Path, text: &str) -> io::Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".new");
-    let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, text)?;
-    std::fs::rename(&tmp, path)
-}
+/// Trace files are world-readable, as ftpsync's (umask 022).
+const MODE: u32 = 0o644;
 
-/// Write the trace file `tracefile` (a path below `to`), then `_hierarchy`,
-/// `_hierarchy.mirror` and `_traces`, each atomically.
-pub fn write_all(to: &Path, tracefile: &Path, info: &TraceInfo) -> io::Result<()> {
-    write_atomic(tracefile, &content(to, info))?;
-    let hierarchy = to.join(HIERARCHY);
-    let mirror_copy = to.join(format!("{HIERARCHY}.mirror"));
-    let mut text = std::fs::read_to_string(&mirror_copy).unwrap_or_default();
-    let base = tracefile
-        .file_name()
-        .map(|n| n.to_string_lossy())
-        .unwrap_or_default();
+/// Write the trace file `project/trace/NAME` of the mirror at `root`, then
+/// `_hierarchy`, `_hierarchy.mirror` and `_traces`, each atomically and
+/// beneath the root (see [`Root::write_atomic`]). A `project/trace` that is a
+/// symlink, or a symlink on the way to it, is an error: nothing is written.
+pub fn write_all(root: &Root, name: &str, info: &TraceInfo) -> io::Result<()> {
+    let dir = Path::new(TRACE_DIR);
+    if !root.is_dir(dir) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{}/{TRACE_DIR} is not a folder (a symlink, or a symlink on the way to it):                  trace files are never written through symlinks; make it a real folder",
+                root.path().display()
+            ),
+        ));
+    }
+    root.write_atomic(&dir.join(name), content(root, info).as_bytes(), MODE)?;
+    let mirror_copy = format!("{HIERARCHY}.mirror");
+    let mut text = match root.read(Path::new(&mirror_copy))? {
+        Some(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        None => String::new(),
+    };
     let upstream = if info.upstream.is_empty() {
         "unknown"
     } else {
         &info.upstream
     };
     text.push_str(&format!(
-        "{base} {} {} {upstream}\n",
+        "{name} {} {} {upstream}\n",
         info.mirrorname, info.tracehost
     ));
-    write_atomic(&hierarchy, &text)?;
-    write_atomic(&mirror_copy, &text)?;
-    write_atomic(&to.join(TRACE_LIST), &trace_list(&to.join(TRACE_DIR))?)
+    root.write_atomic(Path::new(HIERARCHY), text.as_bytes(), MODE)?;
+    root.write_atomic(Path::new(&mirror_copy), text.as_bytes(), MODE)?;
+    let list = trace_list(root)?;
+    root.write_atomic(Path::new(TRACE_LIST), list.as_bytes(), MODE)
 }
 
-/// Trace files below `dir` whose names do not start with `_` (nor `.` at the top),
-/// oldest first, as `ls -1rt $(find * -type f ! -name '_*')`.
-fn trace_list(dir: &Path) -> io::Result<String> {
+/// Trace files below `project/trace` whose names do not start with `_` (nor
+/// `.` at the top), oldest first, as `ls -1rt $(find * -type f ! -name '_*')`.
+fn trace_list(root: &Root) -> io::Result<String> {
     let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir)?.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with('.') {
-            continue;
+    root.walk(Path::new(TRACE_DIR), &mut |rel, st| {
+        let hidden_at_top = rel
+            .components()
+            .next()
+            .is_some_and(|c| c.as_os_str().as_encoded_bytes().starts_with(b"."));
+        let base = rel
+            .file_name()
+            .map(|n| n.as_encoded_bytes())
+            .unwrap_or_default();
+        let is_file = rustix::fs::FileType::from_raw_mode(st.st_mode as _)
+            == rustix::fs::FileType::RegularFile;
+        if is_file && !hidden_at_top && !base.starts_with(b"_") {
+            files.push((
+                (st.st_mtime, st.st_mtime_nsec),
+                rel.to_string_lossy().into_owned(),
+            ));
         }
-        let path = entry.path();
-        let mut collect = |p: &Path| {
-            let base = p
-                .file_name()
-                .map(|n| n.to_string_lossy())
-                .unwrap_or_default();
-            let is_file = std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_file());
-            if is_file && !base.starts_with('_') {
-                let rel = p
-                    .strip_prefix(dir)
-                    .unwrap_or(p)
-                    .to_string_lossy()
-                    .into_owned();
-                let mtime = std::fs::metadata(p)
-                    .and_then(|m| m.modified())
-                    .unwrap_or(std::time::SystemTime::UNIX_EPOCH);
-                files.push((mtime, rel));
-            }
-        };
-        collect(&path);
-        walk(&path, &mut collect);
-    }
+    })?;
     // ls -t: newest first, ties by name; -r reverses both.
     files.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| b.1.cmp(&a.1)));
     Ok(files.into_iter().map(|(_, name)| name + "\n").collect())
@@ -295,7 +289,7 @@ mod tests {
             bytes_received: 300,
             ..TraceInfo::default()
         };
-        let text = content(dir.path(), &info);
+        let text = content(&Root::open(dir.path()).unwrap(), &info);
         let re = regex::Regex::new(r"^[\w -]+:").unwrap();
         for line in text.lines().skip(1) {
             assert!(re.is_match(line), "{line:?}");

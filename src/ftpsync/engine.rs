@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use super::argv;
 use super::cli::Request;
 use super::settings::Settings;
+use crate::beneath::Root;
 use crate::exit;
 use crate::lock::{self, LockError, SyncLock};
 use crate::log::{Log, savelog};
@@ -48,7 +49,12 @@ pub fn run(s: Settings, req: Request) -> u8 {
         libc::umask(0o022);
     }
     let to = PathBuf::from(&s.to);
-    if let Err(e) = std::fs::create_dir_all(to.join(trace::TRACE_DIR)) {
+    // TO is the operator's (a symlink to another disk is fine); below it the
+    // tree is the upstream's, and trace folders are never made through symlinks.
+    let made = std::fs::create_dir_all(&to)
+        .and_then(|()| Root::open(&to))
+        .and_then(|root| root.create_dirs(Path::new(trace::TRACE_DIR)));
+    if let Err(e) = made {
         eprintln!(
             "{}: cannot create {}: {e}",
             s.name,
@@ -133,12 +139,13 @@ fn stats_since(path: &Path, from: u64) -> Option<u64> {
         .find_map(crate::shrink::rsync_stats_regular_files)
 }
 
+/// Create a marker file in TO (`Archive-Update-Required-*`), never through
+/// a symlink the upstream left under that name.
 fn touch(path: &Path) -> std::io::Result<()> {
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map(|_| ())
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(std::io::Error::from(std::io::ErrorKind::InvalidInput));
+    };
+    Root::open(dir)?.touch(Path::new(name))
 }
 
 impl Engine {
@@ -547,19 +554,20 @@ impl Engine {
             stage2_secs: self.stage2_secs,
         };
         let trace_dir = self.to.join(trace::TRACE_DIR);
-        let main_trace = trace_dir.join(&self.s.mirrorname);
-        let stage1_trace = trace_dir.join(format!("{}-stage1", self.s.mirrorname));
-        let result = if self.req.stage2 || self.req.all {
-            let written = trace::write_all(&self.to, &main_trace, &info);
-            if self.req.all {
-                let _ = std::fs::remove_file(&stage1_trace);
+        let stage1_trace = format!("{}-stage1", self.s.mirrorname);
+        let result = Root::open(&self.to).and_then(|root| {
+            if self.req.stage2 || self.req.all {
+                trace::write_all(&root, &self.s.mirrorname, &info)?;
+                if self.req.all {
+                    let _ = root.remove_file(&Path::new(trace::TRACE_DIR).join(&stage1_trace));
+                }
+                Ok(())
+            } else if self.req.stage1 {
+                trace::write_all(&root, &stage1_trace, &info)
+            } else {
+                Ok(())
             }
-            written
-        } else if self.req.stage1 {
-            trace::write_all(&self.to, &stage1_trace, &info)
-        } else {
-            Ok(())
-        };
+        });
         if let Err(e) = result {
             self.error(&format!(
                 "cannot write trace files in {}: {e}",

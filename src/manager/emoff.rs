@@ -112,5 +112,8 @@ fn leave_marker(save: &Path, pid: i32) {
         "sync stopped by dsync -emoff at {} (worker pid {pid}); the next dsync run removes this file\n",
         chrono::Local::now().format("%Y-%m-%d %H:%M:%S %z")
     );
-    let _ = std::fs::write(save.join(EMOFF_MARKER), text);
+    // Beneath the mirror root: a symlink by that name is replaced, not followed.
+    if let Ok(root) = crate::beneath::Root::open(save) {
+        let _ = root.write_atomic(Path::new(EMOFF_MARKER), text.as_bytes(), 0o644);
+    }
 }

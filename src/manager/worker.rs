@@ -435,11 +435,31 @@ impl<'a> Worker<'a> {
     /// `_hierarchy`, as ftpsync writes them, after every sync that changed it.
     fn write_trace(&self, info: &crate::trace::TraceInfo) {
         let save = &self.repo.save;
-        if !save.join(crate::trace::TRACE_DIR).is_dir() {
+        let file = save.join(crate::trace::TRACE_DIR).join(&info.mirrorname);
+        let root = match crate::beneath::Root::open(save) {
+            Ok(root) => root,
+            Err(e) => {
+                self.log
+                    .line(&format!("cannot write the trace {}: {e}", file.display()));
+                return;
+            }
+        };
+        // Not a Debian-style tree: no traces. A symlink there is no folder
+        // of the tree's either; say so, as writing through it is refused.
+        if !root.is_dir(Path::new(crate::trace::TRACE_DIR)) {
+            if std::fs::symlink_metadata(save.join(crate::trace::TRACE_DIR)).is_ok()
+                || std::fs::symlink_metadata(save.join("project")).is_ok_and(|m| !m.is_dir())
+            {
+                self.log.line(&format!(
+                    "not writing the trace {}: {} is a symlink or not a folder, and nothing \
+                     is written through symlinks in a mirror",
+                    file.display(),
+                    save.join(crate::trace::TRACE_DIR).display()
+                ));
+            }
             return;
         }
-        let file = save.join(crate::trace::TRACE_DIR).join(&info.mirrorname);
-        if let Err(e) = crate::trace::write_all(save, &file, info) {
+        if let Err(e) = crate::trace::write_all(&root, &info.mirrorname, info) {
             self.log
                 .line(&format!("cannot write the trace {}: {e}", file.display()));
             return;

@@ -214,19 +214,25 @@ pub fn refresh(root: &Path, paths: &[PathBuf]) -> Result<(), ManifestError> {
     use std::os::unix::fs::MetadataExt;
     let file = root.join(crate::dtp::MANIFEST);
     let mut fresh = Vec::new();
+    // The files are read beneath the root, never through a symlink: what a
+    // manifest says of them must be what the tree has at those names.
+    let tree = crate::beneath::Root::open(root)?;
     for path in paths {
-        let meta = std::fs::symlink_metadata(root.join(path))?;
-        if !meta.is_file() {
-            continue;
-        }
-        let content = std::fs::read(root.join(path))?;
+        let mut file = match tree.open_file(path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => continue,
+            Err(e) => return Err(io_at(&root.join(path))(e)),
+        };
+        let meta = file.metadata()?;
+        let (size, sha256) = hash_file(&mut file)?;
         fresh.push(Entry {
             kind: Kind::File,
             path: path.clone(),
             mode: meta.mode() & 0o7777,
-            size: content.len() as u64,
+            size,
             mtime: meta.mtime(),
-            sha256: Some(sha2::Sha256::digest(&content).into()),
+            sha256: Some(sha256),
             target: None,
         });
     }
@@ -253,6 +259,22 @@ pub fn refresh(root: &Path, paths: &[PathBuf]) -> Result<(), ManifestError> {
     let repo = old.header().repo.clone();
     install_written(root, out, &repo, chrono::Utc::now().timestamp()).map_err(io_at(&file))?;
     Ok(())
+}
+
+/// Size and SHA-256 of what is left to read of `file`.
+fn hash_file(file: &mut impl io::Read) -> io::Result<(u64, [u8; 32])> {
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0; 1 << 16];
+    let mut size = 0;
+    loop {
+        match file.read(&mut buf)? {
+            0 => return Ok((size, hasher.finalize().into())),
+            n => {
+                hasher.update(&buf[..n]);
+                size += n as u64;
+            }
+        }
+    }
 }
 
 /// Is this relative path one a manifest never lists (our own files)?
