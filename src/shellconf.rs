@@ -14,13 +14,15 @@
 //! `$'...'` quotes; `$NAME`, `${NAME}`, `${NAME:-w}`, `${NAME-w}`, `:=`, `=`,
 //! `:+`, `+`, `:?`, `?`, `${#NAME}`; `~` and `~user` as in assignments; and
 //! `$(...)` / backquotes only for `hostname [-f|-s|-d|...]`, `whoami`,
-//! `id -un` and `cat FILE`.
+//! `id -un` and `cat FILE`; `$(( EXPR ))`, bash's integer arithmetic (no
+//! assignments inside it).
 //!
 //! The whole file is parsed before anything is evaluated: a construct we do
 //! not support is reported even if an earlier line would fail at run time,
 //! and no command substitution runs for a file that is rejected anyway.
 
 mod ansi_c;
+mod arith;
 mod cursor;
 mod eval;
 mod lexer;

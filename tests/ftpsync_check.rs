@@ -186,6 +186,11 @@ fn a_good_config_passes_online_and_its_stages_are_what_the_sync_runs() {
     );
     assert!(report.contains("exists, writable by"), "{report}");
     assert!(report.contains("shrink guard"), "{report}");
+    // The guard's own rsync call is announced, so a wrapper's log holds no surprise.
+    assert!(
+        report.contains("one local `rsync --dry-run` over it through $RSYNC"),
+        "{report}"
+    );
     let stage1 = row_words(&report, "stage 1");
     let stage2 = row_words(&report, "stage 2");
 

@@ -89,6 +89,9 @@ struct Case {
     stages: Option<usize>,
     /// Expected record of hooks (and runmirrors) run, if pinned.
     hooks: Option<&'static str>,
+    /// Every line ftpsync writes (stderr or logs) holding this text, less
+    /// bash's `SCRIPT: line N: ` prefix, must be a line of ours too.
+    same_lines: Option<&'static str>,
 }
 
 /// Lines every config starts with: our mirror name, the daemon's port, the argv
@@ -128,6 +131,8 @@ struct Observed {
     traces: BTreeMap<String, BTreeMap<String, String>>,
     hooks: String,
     logs: BTreeSet<String>,
+    /// Everything said on stderr and in the log files.
+    messages: String,
 }
 
 fn our_binary(root: &Path) -> PathBuf {
@@ -194,6 +199,7 @@ fn observe(program: Option<&Path>, case: &Case) -> Observed {
 
     let mut codes = Vec::new();
     let mut stdout = Vec::new();
+    let mut messages = String::new();
     for args in &case.runs {
         let mut cmd = Command::new(&program);
         cmd.args(args)
@@ -210,6 +216,7 @@ fn observe(program: Option<&Path>, case: &Case) -> Observed {
         let out = cmd.output().unwrap();
         codes.push(out.status.code().unwrap_or(-1));
         stdout.push(normalize(&String::from_utf8_lossy(&out.stdout), root));
+        messages.push_str(&normalize(&String::from_utf8_lossy(&out.stderr), root));
     }
     let read = |name: &str| std::fs::read_to_string(root.join(name)).unwrap_or_default();
     // dsync's shrink guard counts the mirror with a local dry run of stage
@@ -242,6 +249,9 @@ fn observe(program: Option<&Path>, case: &Case) -> Observed {
                 .collect()
         })
         .unwrap_or_default();
+    for log in &logs {
+        messages.push_str(&normalize(&read(&format!("log/{log}")), root));
+    }
     Observed {
         codes,
         stdout,
@@ -250,6 +260,7 @@ fn observe(program: Option<&Path>, case: &Case) -> Observed {
         traces,
         hooks: read("hooks"),
         logs,
+        messages,
     }
 }
 
@@ -333,6 +344,24 @@ fn check(name: &str, case: Case) {
     assert_eq!(reference.hooks, ours.hooks, "{name}: hooks run");
     assert_eq!(reference.logs, ours.logs, "{name}: log files");
     assert_eq!(reference.codes, ours.codes, "{name}: exit codes");
+    if let Some(needle) = case.same_lines {
+        let prefix = regex::Regex::new(r"^\S*: line [0-9]+: ").unwrap();
+        let wanted: Vec<String> = (reference.messages.lines())
+            .filter(|l| l.contains(needle))
+            .map(|l| prefix.replace(l, "").into_owned())
+            .collect();
+        assert!(
+            !wanted.is_empty(),
+            "{name}: ftpsync said nothing with {needle:?} (premise)"
+        );
+        for line in wanted {
+            assert!(
+                ours.messages.lines().any(|l| l.ends_with(&line)),
+                "{name}: ftpsync's line {line:?} is not ours; we said:\n{}",
+                ours.messages
+            );
+        }
+    }
 }
 
 macro_rules! cases {
@@ -364,6 +393,11 @@ cases! {
         "EXCLUDE=\"--exclude=README --exclude=ls-lR.gz\"\nRSYNC_BW=100000\n\
          RSYNC_OPTIONS2=\"--max-delete=100 --delay-updates --delete\"\n\
          RSYNC_EXTRA=\"--port={PORT} --contimeout=10\""
+    );
+    arithmetic_in_the_config => case(
+        "RSYNC_BW=$(( 40 * 1024 ))\nUIPSLEEP=$(( ${UIPSLEEP:-1} + 1 ))\n\
+         RSYNC_OPTIONS2=\"--max-delete=$(( 4 * (25 + 5) )) --delay-updates --delete\"\n\
+         RSYNC_EXTRA=\"--port={PORT} --contimeout=$((5*2))\""
     );
     password_auth => case(
         "RSYNC_EXTRA=\"--port={AUTHPORT}\"\nRSYNC_USER=mirror\nRSYNC_PASSWORD=s3cret"
@@ -455,6 +489,17 @@ cases! {
     hub_triggers_downstreams_then_hook5 => Case {
         hooks: Some("4\nrunmirrors -f -k all\n5\n"),
         ..case("HUB=true\nBINDIR={ROOT}\nHOOK4={ROOT}/hook4\nHOOK5={ROOT}/hook5")
+    };
+    hub_without_runmirrors_says_what_bash_says => Case {
+        expect: vec![127],
+        same_lines: Some("runmirrors"),
+        ..case("HUB=true\nBINDIR={ROOT}/no-bin")
+    };
+    missing_basedir_says_what_bash_says => Case {
+        env: vec![("BASEDIR", "{ROOT}/no-such-basedir")],
+        expect: vec![1],
+        same_lines: Some("no-such-basedir"),
+        ..case("")
     };
     hub_mhop_stage1_push => Case {
         runs: runs(&[&["sync:stage1", "sync:mhop", "sync:archive:"]]),

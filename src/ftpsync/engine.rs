@@ -41,7 +41,18 @@ pub fn run(s: Settings, req: Request) -> u8 {
     if !s.basedir.is_empty()
         && let Err(e) = std::env::set_current_dir(&s.basedir)
     {
-        eprintln!("{}: cd {}: {e}", s.name, s.basedir);
+        // ftpsync's own line (bash's), then what to do on a line of its own.
+        eprintln!(
+            "{}: cd: {}: {}",
+            s.name,
+            s.basedir,
+            crate::process::strerror(&e)
+        );
+        eprintln!(
+            "{}: BASEDIR={} must be a folder that exists (ftpsync's base folder); \
+             fix it or leave BASEDIR unset",
+            s.name, s.basedir
+        );
         return exit::FAILURE;
     }
     // SAFETY: umask only changes this process's file-creation mask.
@@ -437,7 +448,7 @@ impl Engine {
         let status = match crate::process::run(&mut cmd) {
             Ok(status) => crate::process::shell_status(status),
             Err(e) => {
-                self.log.line(&format!("cannot run {program}: {e}"));
+                self.cannot_run(program, &e);
                 127
             }
         };
@@ -469,6 +480,18 @@ impl Engine {
         Ok(())
     }
 
+    /// Say in the log that `program` could not be started: bash's own line
+    /// (unstamped, as ftpsync's log has it), then ours.
+    fn cannot_run(&self, program: &str, e: &std::io::Error) {
+        use std::io::Write;
+        if let Ok(mut out) = self.log.child_output() {
+            let _ = writeln!(out, "{}", crate::process::bash_cannot_run(program, e));
+        }
+        self.log.line(&format!(
+            "cannot run {program}: check that it exists and is executable"
+        ));
+    }
+
     /// Run a helper (hook, ssh, runmirrors) with its output in our log.
     fn run_logged(&mut self, program: &str, args: &[String]) -> i32 {
         let mut cmd = self.child_command(program, args);
@@ -479,7 +502,7 @@ impl Engine {
         match crate::process::run(&mut cmd) {
             Ok(status) => crate::process::shell_status(status),
             Err(e) => {
-                self.log.line(&format!("cannot run {program}: {e}"));
+                self.cannot_run(program, &e);
                 exit::HOOK_NOT_RUNNABLE as i32
             }
         }

@@ -190,6 +190,26 @@ pub fn command_words(line: &str) -> Vec<String> {
         .unwrap_or_else(|_| line.split_whitespace().map(str::to_string).collect())
 }
 
+/// strerror's text alone, as bash prints it after a name (`No such file or
+/// directory`), without std's ` (os error N)`.
+pub fn strerror(e: &io::Error) -> String {
+    let text = e.to_string();
+    match text.rfind(" (os error ") {
+        Some(at) => text[..at].to_string(),
+        None => text,
+    }
+}
+
+/// The line bash writes when it cannot run `program`: operators grep their
+/// logs for ftpsync's wording, so ours is the same.
+pub fn bash_cannot_run(program: &str, e: &io::Error) -> String {
+    if !program.contains('/') && e.kind() == io::ErrorKind::NotFound {
+        format!("{program}: command not found")
+    } else {
+        format!("{program}: {}", strerror(e))
+    }
+}
+
 /// The status a shell would report in `$?`: the exit code, or 128 + signal.
 pub fn shell_status(status: ExitStatus) -> i32 {
     match (status.code(), status.signal()) {

@@ -4,6 +4,7 @@
 use std::ffi::{CStr, CString};
 
 use super::Vars;
+use super::arith;
 use super::parse::{Assignment, Command, DeclArg};
 use super::subst;
 use super::word::{Op, Param, Part, Word};
@@ -86,6 +87,14 @@ fn expand(word: &Word, mode: Tilde, vars: &mut Vars) -> Result<String, Fail> {
                     .map(|w| expand(w, Tilde::Start, vars))
                     .collect::<Result<Vec<_>, _>>()?;
                 out.push_str(&subst::run(&argv, s.pos)?);
+            }
+            Part::Arith(a) => {
+                let expr = expand(&a.expr, Tilde::Start, vars)?;
+                let value = arith::eval(&expr, vars).map_err(|why| Fail {
+                    pos: a.pos,
+                    message: format!("$(({})): {why}", a.expr.raw),
+                })?;
+                out.push_str(&value.to_string());
             }
         }
         tilde_point = false;

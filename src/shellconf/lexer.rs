@@ -4,7 +4,7 @@
 
 use super::cursor::{Cursor, Pos, SrcChar};
 use super::subst;
-use super::word::{Op, Param, Part, Parts, Word, is_name_char, is_name_start, is_word_end};
+use super::word::{Arith, Op, Param, Part, Parts, Word, is_name_char, is_name_start, is_word_end};
 use super::{Fail, fail};
 
 /// Where a word is being read, which decides what ends it and how quotes act.
@@ -128,8 +128,8 @@ impl<'a> Lexer<'a> {
         self.cur.bump();
         match self.cur.peek() {
             Some('{') => return self.braced(parts, start, pos, in_dq),
-            Some('(') if self.cur.peek_nth(1) == Some('(') => return arithmetic(pos),
-            Some('[') => return arithmetic(pos),
+            Some('(') if self.cur.peek_nth(1) == Some('(') => return self.arithmetic(parts, pos),
+            Some('[') => return old_arithmetic(pos),
             Some('(') => {
                 self.cur.bump();
                 let inner = self.paren_body(pos)?;
@@ -157,6 +157,59 @@ impl<'a> Lexer<'a> {
             _ => parts.lit('$', in_dq),
         }
         Ok(())
+    }
+
+    /// `$(( EXPR ))`; the cursor is at the first `(`. EXPR is read as if
+    /// in double quotes (expansions, `\`), up to the `))` that closes it.
+    fn arithmetic(&mut self, parts: &mut Parts, pos: Pos) -> Result<(), Fail> {
+        self.cur.bump();
+        self.cur.bump();
+        let unterminated = "unterminated '$(('; add the closing '))'";
+        let (start, expr_pos) = (self.cur.index(), self.cur.pos());
+        let mut inner = Parts::default();
+        let mut depth = 0usize;
+        loop {
+            match self.cur.peek() {
+                None => return fail(pos, unterminated),
+                Some(')') if depth == 0 => {
+                    let end = self.cur.index();
+                    self.cur.bump();
+                    if self.cur.peek() != Some(')') {
+                        return fail(pos, unterminated);
+                    }
+                    self.cur.bump();
+                    let expr = Word {
+                        parts: inner.0,
+                        pos: expr_pos,
+                        raw: self.cur.text(start, end),
+                    };
+                    parts.0.push(Part::Arith(Box::new(Arith { expr, pos })));
+                    return Ok(());
+                }
+                Some(c @ ('(' | ')')) => {
+                    depth = if c == '(' { depth + 1 } else { depth - 1 };
+                    self.cur.bump();
+                    inner.lit(c, true);
+                }
+                Some('\\') => {
+                    self.cur.bump();
+                    let Some(n) = self.cur.raw_bump() else {
+                        return fail(pos, unterminated);
+                    };
+                    if !matches!(n.ch, '$' | '`' | '"' | '\\') {
+                        inner.lit('\\', true);
+                    }
+                    inner.lit(n.ch, true);
+                }
+                Some('"') => self.double_quoted(&mut inner)?,
+                Some('$') => self.dollar(&mut inner, true, false)?,
+                Some('`') => self.backquoted(&mut inner, true)?,
+                Some(c) => {
+                    self.cur.bump();
+                    inner.lit(c, true);
+                }
+            }
+        }
     }
 
     fn name(&mut self) -> String {
@@ -246,10 +299,10 @@ impl<'a> Lexer<'a> {
     }
 }
 
-fn arithmetic<T>(pos: Pos) -> Result<T, Fail> {
+fn old_arithmetic<T>(pos: Pos) -> Result<T, Fail> {
     fail(
         pos,
-        "arithmetic expansion '$((...))' is not supported; write the number literally",
+        "the old arithmetic form '$[...]' is not supported; write $((...))",
     )
 }
 

@@ -156,6 +156,14 @@ const CONFIGS: &[&str] = &[
     "A=\"${LOGNAME:+$'x'}\"\nB=${LOGNAME:+$'\\t'}\nC=\"${LOGNAME:+$\"x\"}\"\nD=\"${LOGNAME:+\"$'a'\"}\"\n",
     "A=\"${U-'a'}\"\nB=\"${U:='a'}\"\nC=\"${LOGNAME:+'a'}\"\nD=\"$'a'\"\n",
     "A=${U:-a b}c\nB=${U:-$LOGNAME:~}\n",
+    // Arithmetic, as issue 20 found it in operators' configs.
+    "RSYNC_BW=$(( 40 * 1024 ))\nUIPSLEEP=$(( ${UIPSLEEP:-1} + 1 ))\nX=$((UIPSLEEP*2))\n",
+    "A=7\nB=$((A + 1))$((A))\"$(( A / 2 ))\"\nC=$(( (A + 1) * 3 % 5 ))\nD=$(( -A ** 2 ))\n",
+    "A=$(( 0x10 + 010 + 2#11 + 36#zz ))\nB=$(( 1 << 10 >> 2 ))\nC=$(( 3 > 2 && 2 >= 2 || 0 ))\n",
+    "E=\nA=$(( E + 1 ))\nR='E + 4'\nB=$(( R * 2 ))\nC=$(( 0 && 1 / 0 ))\nD=$(( 1 ? 2 : 1 / 0 ))\n",
+    "A=$(( 9223372036854775807 + 1 ))\nB=$(( -7 / 2 ))$(( -7 % 2 ))\nC=$(( ~5 ^ 3 | 8 & 12 ))\n",
+    "A=$(( \"1\" + \"2\" ))\nB=$(( ${#HOME} >= 0 ))\nC=$((\n 1 +\n 2 ))\nD=$(( ))\n",
+    "A=$(( (1) ))x$(( ((2)) ))\nB=\"$(( ${#LOGNAME} > 0 ))\"\nC=$(( 2 ** 62 ))\n",
 ];
 
 #[test]
@@ -211,6 +219,12 @@ fn shellconf_bash_also_rejects() {
         "A=1;;\n",
         "A=(1\n",
         "A=$(cat /nonexistent/dsync-test)\n",
+        "A=$(( 1 / 0 ))\n",
+        "A=$(( NOPE + 1 ))\n",
+        "A=$(( 1 + ))\n",
+        "A=$(( 08 ))\n",
+        "A=$(( (1 + 2 ))\n",
+        "A=$(( 2 ** -1 ))\n",
     ] {
         both_reject(text);
     }

@@ -194,8 +194,11 @@ fn shellconf_error_special_parameters() {
 
 #[test]
 fn shellconf_error_arithmetic() {
-    check("X=$((1+2))", 1, 3, "arithmetic expansion");
-    check("X=\"a $[1+2]\"", 1, 6, "arithmetic expansion");
+    check("X=\"a $[1+2]\"", 1, 6, "write $((...))");
+    check("A=1\nX=$((1 / 0))", 2, 3, "$((1 / 0)): division by 0");
+    check("X=$((A = 2))", 1, 3, "would assign");
+    check("X=$((1 + 2)", 1, 3, "unterminated '$(('");
+    check("X=$(( NOPE * 2 ))", 1, 3, "set NOPE before this line");
 }
 
 #[test]

@@ -23,6 +23,15 @@ pub(super) enum Part {
     },
     Param(Box<Param>),
     Subst(Box<Subst>),
+    /// `$(( EXPR ))`: `expr` is expanded as in double quotes, then evaluated.
+    Arith(Box<Arith>),
+}
+
+#[derive(Debug)]
+pub(super) struct Arith {
+    pub expr: Word,
+    /// Position of the `$`.
+    pub pos: Pos,
 }
 
 /// `$NAME`, `${NAME}`, `${NAME:-word}`, `${#NAME}` ...

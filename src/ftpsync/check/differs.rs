@@ -39,7 +39,9 @@ fn shrink_guard(ratio: f64, source: &Source<'_>) -> String {
     format!(
         "shrink guard on (MIN_UPSTREAM_RATIO={ratio}, {set_where}): stage two (the deletions) is \
          refused when the upstream lists fewer than {}% of the mirror's files; ftpsync would \
-         delete them (MIN_UPSTREAM_RATIO=0 turns the guard off)",
+         delete them (MIN_UPSTREAM_RATIO=0 turns the guard off). To count the mirror it runs one \
+         local `rsync --dry-run` over it through $RSYNC before stage one (a wrapper in RSYNC= \
+         sees that call too)",
         (ratio * 100.0).round()
     )
 }
