@@ -269,47 +269,38 @@ fn xync_intradd_takes_the_place_of_a_pasted_rsync_host() {
     assert!(trace.contains("Upstream-mirror: 127.0.0.1"), "{trace}");
 }
 
-/// Repository files copied beside xync.conf (the guides never say where they
-/// go) are named, with the `mv` that fixes it; a plain run says so too.
+/// KRFOSS's mirror guide: `./dsync -test` once (it makes `~/dxync`), then
+/// `cd dxync` and `cat > kali.conf` right beside xync.conf. That file is a
+/// repository like one in `repos/`: `-test` plans it and `-sync` mirrors it;
+/// one name in both places is an error naming both files.
 #[test]
-fn repository_files_beside_xync_conf_are_named_with_the_fix() {
-    let site = Site::new();
-    site.xync(&localize(XYNC_CONF, site.root()));
-    let misplaced = site.home().join("kali.conf");
-    std::fs::write(&misplaced, localize(GENERAL, site.root())).unwrap();
+fn repository_files_beside_xync_conf_are_read_as_the_mirror_guide_writes_them() {
+    let mut site = Site::new();
+    let (up, port) = kali_upstream(&mut site);
+    let xync = localize(&XYNC_CONF.replace("intra=false", "intra=true"), site.root());
+    site.xync(&format!("{xync}intradd=127.0.0.1:{port}\n"));
+    let beside = site.home().join("kali.conf");
+    std::fs::write(&beside, localize(GENERAL, site.root())).unwrap();
 
+    let out = site.run(&["-test", "-offline"]);
+    assert_success(&out);
+    assert!(said(&out).contains("dsync -test: kali: "), "{}", said(&out));
+    assert!(!said(&out).contains("no repositories"), "{}", said(&out));
+    assert_success(&site.run(&["-sync", "kali"]));
+    let diff = mirrors::differences(&up, &site.root().join("mirrors/kali"));
+    assert!(diff.is_empty(), "{}", diff.join("\n"));
+
+    let in_repos = site.home().join("repos/kali.conf");
+    std::fs::write(&in_repos, localize(GENERAL, site.root())).unwrap();
     let out = site.run(&["-test", "-offline"]);
     let text = said(&out);
     assert_eq!(out.status.code(), Some(78), "{text}");
-    let repos = site.home().join("repos");
     assert!(
         text.contains(&format!(
-            "{}:0: error: this looks like a repository file, but dsync reads repositories only from {}/*.conf",
-            misplaced.display(),
-            repos.display()
+            "{} and {} are both repository files of the same name: neither is used",
+            beside.display(),
+            in_repos.display()
         )),
         "{text}"
-    );
-    assert!(
-        text.contains(&format!("mv {} {}/", misplaced.display(), repos.display())),
-        "{text}"
-    );
-    assert!(!text.contains("no repositories are configured"), "{text}");
-
-    let out = site.run(&[]);
-    assert!(
-        said(&out).contains("this looks like a repository file"),
-        "{}",
-        said(&out)
-    );
-
-    // After the mv, it is a repository like any other.
-    std::fs::rename(&misplaced, repos.join("kali.conf")).unwrap();
-    let out = site.run(&["-test", "-offline"]);
-    assert_success(&out);
-    assert!(
-        said(&out).contains("dsync -test: kali: rsync from "),
-        "{}",
-        said(&out)
     );
 }

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 
 use super::diag::Diagnostic;
 use super::home::{Home, user_name};
-use super::repo::{self, Repo};
+use super::repo::Repo;
 use super::upstream::{self, Source};
 use super::xync::{self, key_line};
 use crate::access::writable;
@@ -72,20 +72,20 @@ pub fn check_all(home: &Home, reach: bool) -> Vec<Diagnostic> {
     check_rsync(home, &global, &mut diags);
     let (_, mut found) = upstream::load_catalog(home);
     diags.append(&mut found);
-    let (repos, mut found) = repo::load_all(&home.repos_dir());
+    let (repos, mut found) = super::repo_files::load(home);
     let had_repo_files = !found.is_empty();
     diags.append(&mut found);
-    let mut misplaced = super::misplaced::check(home);
-    let none_misplaced = misplaced.is_empty();
-    diags.append(&mut misplaced);
-    if repos.is_empty() && !had_repo_files && none_misplaced && home.repos_dir().is_dir() {
+    if repos.is_empty() && !had_repo_files {
         diags.push(Diagnostic::warning(
-            home.repos_dir(),
+            &home.root,
             0,
-            "no repositories are configured (dsync reads repositories from NAME.conf files in this folder)",
+            format!(
+                "no repositories are configured (dsync reads repositories from {})",
+                super::repo_files::places(home)
+            ),
             format!(
                 "write {}/NAME.conf with two lines, repo=NAME and save=/srv/mirrors/NAME",
-                home.repos_dir().display()
+                home.root.display()
             ),
         ));
     }

@@ -4,7 +4,6 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::home::Home;
-use super::repo;
 use super::scheduler::is_scheduler_pid_file;
 use super::status::{JobInfo, State};
 use super::worker::{self, EMOFF_MARKER};
@@ -23,7 +22,7 @@ pub fn run(home: &Home) -> u8 {
         return exit::OK;
     };
     let (global, _) = xync::load(&home.xync_conf());
-    let (repos, _) = repo::load_all(&home.repos_dir());
+    let (repos, _) = super::repo_files::load(home);
     // Schedulers and repository workers only: the DTP service keeps its pid
     // file in run/ too, and -emoff is about syncs.
     let is_sync = |p: &std::path::Path| {

@@ -4,7 +4,7 @@
 
 use super::diag::Diagnostic;
 use super::home::Home;
-use super::{repo, upstream, worker, xync};
+use super::{upstream, worker, xync};
 use crate::ftpsync::check::{self, Checks, Report, Source};
 use crate::ftpsync::cli::Request;
 use crate::ftpsync::settings::{self, SettingsError};
@@ -31,7 +31,7 @@ pub fn check(home: &Home, reach: bool, reported: &[Diagnostic]) -> (String, Vec<
 /// Each repository file's ftpsync block, as `dsync -sync NAME` would run it.
 fn blocks(home: &Home, reach: bool, reported: &[Diagnostic]) -> Vec<Report> {
     let (global, _) = xync::load(&home.xync_conf());
-    let (repos, _) = repo::load_all(&home.repos_dir());
+    let (repos, _) = super::repo_files::load(home);
     let mut reports = Vec::new();
     for repo in &repos {
         let logdir = worker::log_path(home, &global, &repo.name);

@@ -1,8 +1,8 @@
 //! The dsync layer: a home (`~/dxync`) with one global `xync.conf` and one small
 //! file per repository, synced on schedule, in parallel, with status and alerts.
 //!
-//! - [`home`], [`diag`], [`xync`], [`repo`], [`schedule`], [`upstream`]: reading and
-//!   checking the configuration
+//! - [`home`], [`diag`], [`xync`], [`repo`], [`repo_files`], [`schedule`], [`upstream`]:
+//!   reading and checking the configuration
 //! - [`status`], [`notify`]: what a web page, a chat channel and a mailbox see
 //! - [`worker`], [`scheduler`], [`general`]: running the syncs
 //! - [`check`], [`ftpsync_check`], [`plan`]: `dsync -test`, for the home and for
@@ -25,11 +25,11 @@ pub mod ftpsync_check;
 pub mod general;
 pub mod home;
 pub mod logs;
-pub mod misplaced;
 pub mod notify;
 pub mod plan;
 pub mod progress;
 pub mod repo;
+pub mod repo_files;
 pub mod samples;
 pub mod schedule;
 pub mod scheduler;

@@ -4,7 +4,7 @@
 //! should not have to work out which did.
 
 use super::home::Home;
-use super::repo::{self, Repo};
+use super::repo::Repo;
 use super::upstream::{self, Catalog, Source};
 use super::xync::{self, Global};
 
@@ -12,7 +12,7 @@ use super::xync::{self, Global};
 /// `kali: ftpsync's two stages from rsync://10.1.1.50/kali/ (intranet mode: intradd= of xync.conf) into /mirror/kali`.
 pub fn upstream_lines(home: &Home) -> Vec<String> {
     let (global, _) = xync::load(&home.xync_conf());
-    let (repos, _) = repo::load_all(&home.repos_dir());
+    let (repos, _) = super::repo_files::load(home);
     let (catalog, _) = upstream::load_catalog(home);
     let context = Context {
         global: &global,

@@ -535,7 +535,15 @@ pub fn load_all(dir: &Path) -> (Vec<Repo>, Vec<Diagnostic>) {
         .filter(|p| p.extension().is_some_and(|x| x == "conf") && p.is_file())
         .collect();
     files.sort();
+    let (repos, mut found) = load_files(files);
+    diags.append(&mut found);
+    (repos, diags)
+}
 
+/// The repositories of `files`, in that order, and all problems found; a
+/// name used twice keeps its first file.
+pub fn load_files(files: Vec<PathBuf>) -> (Vec<Repo>, Vec<Diagnostic>) {
+    let mut diags = Vec::new();
     let mut repos: Vec<Repo> = Vec::new();
     for file in files {
         let text = match std::fs::read(&file).map(String::from_utf8) {

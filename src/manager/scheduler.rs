@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::home::Home;
 use super::notify::{self, Event};
 use super::progress::{self, Display};
-use super::repo::{self, Repo};
+use super::repo::Repo;
 use super::status::{JobInfo, State};
 use super::worker::{self, EMOFF_MARKER};
 use super::xync::{self, Global};
@@ -43,8 +43,7 @@ pub fn run(home: &Home, selection: &Selection) -> u8 {
         return exit::FAILURE;
     }
     let (global, global_diags) = xync::load(&home.xync_conf());
-    let (repos, mut repo_diags) = repo::load_all(&home.repos_dir());
-    repo_diags.extend(super::misplaced::check(home));
+    let (repos, repo_diags) = super::repo_files::load(home);
     let mut errors = false;
     for diag in global_diags.iter().chain(&repo_diags) {
         eprintln!("{diag}");

@@ -27,11 +27,11 @@ pub use crate::dtp::manifest::EMOFF_MARKER;
 /// Entry point of the worker process: `dsync -home H __worker NAME [ADDRESS]`.
 pub fn main(home: &Home, name: &str, address: Option<&str>) -> u8 {
     let (global, _) = xync::load(&home.xync_conf());
-    let (repos, _) = super::repo::load_all(&home.repos_dir());
+    let (repos, _) = super::repo_files::load(home);
     let Some(repo) = repos.into_iter().find(|r| r.name == name) else {
         eprintln!(
             "dsync: no repository {name} in {}",
-            home.repos_dir().display()
+            super::repo_files::places(home)
         );
         return exit::CONFIG;
     };

@@ -14,19 +14,20 @@ use rustix::fs::{FlockOperation, flock};
 use crate::dtp::manifest::{self, GenStats};
 use crate::exit;
 use crate::manager::home::Home;
-use crate::manager::repo::{self, Repo};
+use crate::manager::repo::Repo;
 
 /// Run `-gendsync` for the repositories of `home`; the exit status.
 pub fn run(home: &Home) -> u8 {
-    let (repos, diags) = repo::load_all(&home.repos_dir());
+    let (repos, diags) = crate::manager::repo_files::load(home);
     for d in diags.iter().filter(|d| d.is_error()) {
         eprintln!("{d}");
     }
     let served: Vec<&Repo> = repos.iter().filter(|r| r.dsync).collect();
     if served.is_empty() {
         eprintln!(
-            "dsync -gendsync: no repository has dsync=true; add a line dsync=true to {}/NAME.conf of each repository to serve over DTP",
-            home.repos_dir().display()
+            "dsync -gendsync: no repository has dsync=true; add a line dsync=true to the NAME.conf \
+             of each repository to serve over DTP (repository files: {})",
+            crate::manager::repo_files::places(home)
         );
         return exit::CONFIG;
     }
