@@ -7,7 +7,7 @@ use crate::exit;
 
 const USAGE: &str = "\
 usage: dsync [-home DIR] [-sync NAME] [-force] [-nolog]
-       dsync [-home DIR] -test [-offline] | -emoff | -cleanlog | -example
+       dsync [-home DIR] -test [-offline] | -emoff | -cleanlog | -example [FILE|all]
        dsync [-home DIR] -setup [-repo NAME -save DIR [-src URL] [-timeset HH,HH]] [-force]
        dsync [-home DIR] -gendsync | -service [-foreground] | -stop-service | -reload | -startup
        dsync ftpsync [-T TRIGGER] [sync:all|sync:stage1|sync:stage2|sync:archive:NAME|sync:callback|sync:mhop]...
@@ -31,7 +31,9 @@ Without a command, dsync syncs every repository of its home (~/dxync, or
   -cleanlog    delete logs older than 7 days
   -setup       write a repository file (asks on the terminal what the
                options do not give)
-  -example     print the sample configuration files
+  -example     list the repositories dsync can mirror with two lines (name
+               and upstream); -example FILE prints a sample file
+               (xync.conf, kali.conf…), -example all every sample
   -gendsync    write data.dsync (the DTP manifest) in every dsync=true repository
   -service     start the DTP service in the background (-foreground: in the
                foreground, for systemd); -stop-service stops it, -reload

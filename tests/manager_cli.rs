@@ -58,9 +58,50 @@ fn every_shipped_sample_passes_dsync_test() {
 }
 
 #[test]
-fn example_prints_every_sample() {
+fn example_lists_the_repositories_dsync_can_mirror_as_krfoss_guide_uses_it() {
     let site = Site::new();
+    std::fs::create_dir_all(site.home()).unwrap();
+    std::fs::write(
+        site.home().join("upstreams.conf"),
+        "ourdistro rsync://127.0.0.1/ourdistro/ rsync://127.0.0.2/ourdistro/\n",
+    )
+    .unwrap();
     let out = site.run(&["-example"]);
+    assert_success(&out);
+    let text = stdout(&out);
+    let line = |name: &str| {
+        text.lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .unwrap_or_else(|| panic!("{name} not listed:\n{text}"))
+    };
+    // The shipped catalog and the operator's own entries, name and first upstream.
+    assert_eq!(
+        line("ourdistro"),
+        ["ourdistro", "rsync://127.0.0.1/ourdistro/"]
+    );
+    for name in ["debian", "ubuntu", "kali"] {
+        let words = line(name);
+        assert_eq!(words.len(), 2, "{words:?}");
+        assert!(words[1].starts_with("rsync://"), "{words:?}");
+    }
+    assert!(!text.contains("#### etc/"), "no sample files: {text}");
+
+    let out = site.run(&["-example", "xync.conf"]);
+    assert_success(&out);
+    let etc = Path::new(env!("CARGO_MANIFEST_DIR")).join("etc");
+    assert_eq!(
+        stdout(&out),
+        std::fs::read_to_string(etc.join("xync.conf")).unwrap()
+    );
+    let out = site.run(&["-example", "no-such.conf"]);
+    assert_eq!(out.status.code(), Some(64));
+}
+
+#[test]
+fn example_all_prints_every_sample() {
+    let site = Site::new();
+    let out = site.run(&["-example", "all"]);
     assert_success(&out);
     let text = stdout(&out);
     let etc = Path::new(env!("CARGO_MANIFEST_DIR")).join("etc");

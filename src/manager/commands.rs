@@ -20,7 +20,9 @@ enum Action {
     Cleanlog,
     Test,
     Setup,
-    Example,
+    /// `-example`: the repositories of the catalog; `-example FILE`: that
+    /// sample file; `-example all`: every sample.
+    Example(Option<String>),
     Worker {
         name: String,
         address: Option<String>,
@@ -71,10 +73,7 @@ pub fn main(args: &[String]) -> u8 {
         Action::Cleanlog => cleanlog(&home),
         Action::Test => test(&home, options.offline),
         Action::Setup => setup(&home, &options.setup, options.selection.force),
-        Action::Example => {
-            print!("{}", super::samples::all());
-            exit::OK
-        }
+        Action::Example(what) => example(&home, what.as_deref()),
         Action::Worker { name, address } => worker::main(&home, &name, address.as_deref()),
         Action::Gendsync => super::dtp_host::gendsync::run(&home),
         Action::Service if options.foreground => service::foreground(&home),
@@ -88,7 +87,7 @@ pub fn main(args: &[String]) -> u8 {
 fn parse(args: &[String]) -> Result<(Action, Options), String> {
     let mut action = Action::Run;
     let mut options = Options::default();
-    let mut words = args.iter();
+    let mut words = args.iter().peekable();
     while let Some(word) = words.next() {
         let flag = word
             .strip_prefix('-')
@@ -109,7 +108,10 @@ fn parse(args: &[String]) -> Result<(Action, Options), String> {
             Some("cleanlog") => action = Action::Cleanlog,
             Some("test") => action = Action::Test,
             Some("setup") => action = Action::Setup,
-            Some("example") => action = Action::Example,
+            Some("example") => {
+                let what = words.next_if(|w| !w.starts_with('-')).cloned();
+                action = Action::Example(what);
+            }
             Some("gendsync") => action = Action::Gendsync,
             Some("service") => action = Action::Service,
             Some("foreground") => options.foreground = true,
@@ -162,6 +164,48 @@ fn detach(home: &Home, args: &[String]) -> u8 {
             eprintln!("dsync: cannot start in the background: {e}");
             exit::FAILURE
         }
+    }
+}
+
+/// `-example`: what KRFOSS's guide uses it for, the repositories dsync can
+/// mirror with two lines (the catalog: name and first upstream); with a
+/// sample's name, that sample; with `all`, every sample.
+fn example(home: &Home, what: Option<&str>) -> u8 {
+    use super::samples;
+    match what {
+        None => {
+            let (catalog, diags) = super::upstream::load_catalog(home);
+            for d in &diags {
+                eprintln!("{d}");
+            }
+            println!(
+                "# Repositories dsync mirrors with two lines, repo=NAME and save=/FOLDER \
+                 (NAME and its first upstream; `dsync -example all` prints the sample files):"
+            );
+            let width = catalog.keys().map(String::len).max().unwrap_or(0);
+            for (name, urls) in &catalog {
+                let first = urls.first().map_or("", String::as_str);
+                println!("{name:width$}  {first}");
+            }
+            exit::OK
+        }
+        Some("all") => {
+            print!("{}", samples::all());
+            exit::OK
+        }
+        Some(name) => match samples::find(name) {
+            Some(text) => {
+                print!("{text}");
+                exit::OK
+            }
+            None => {
+                eprintln!(
+                    "dsync: no sample {name}; the samples are: {}",
+                    samples::names().join(", ")
+                );
+                exit::USAGE
+            }
+        },
     }
 }
 
