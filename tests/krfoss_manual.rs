@@ -195,6 +195,40 @@ fn without_intra_true_the_intranet_example_says_where_it_would_sync_from() {
     assert!(text.contains("(the upstream catalog)"), "{text}");
 }
 
+/// xync.conf's `intradd=` while `intra=false` would silently mirror from a
+/// public host: `-test` and the repository's log both say so, with the fix.
+#[test]
+fn xync_intradd_without_intra_true_is_named_by_test_and_in_the_log() {
+    let mut site = Site::new();
+    let (up, port) = kali_upstream(&mut site);
+    let xync = localize(XYNC_CONF, site.root());
+    site.xync(&format!("{xync}intradd=127.0.0.1:{port}\n"));
+    let repo = format!(
+        "{}src=rsync://127.0.0.1:{port}/kali/\n",
+        localize(GENERAL, site.root())
+    );
+    std::fs::write(site.home().join("repos/kali.conf"), repo).unwrap();
+
+    let out = site.run(&["-test", "-offline"]);
+    let text = said(&out);
+    assert!(
+        text.contains(&format!(
+            "intradd=127.0.0.1:{port} is not used while intra=false (the default)"
+        )) && text.contains("add intra=true to "),
+        "{text}"
+    );
+    assert_success(&site.run(&["-sync", "kali"]));
+    let diff = mirrors::differences(&up, &site.root().join("mirrors/kali"));
+    assert!(diff.is_empty(), "{}", diff.join("\n"));
+    let log = std::fs::read_to_string(site.home().join("logs/kali.log")).unwrap();
+    assert!(
+        log.contains(&format!(
+            "warning: intradd=127.0.0.1:{port} is not used while xync.conf has intra=false"
+        )),
+        "{log}"
+    );
+}
+
 /// A Debian-style archive served as module `kali` on 127.0.0.1.
 fn kali_upstream(site: &mut Site) -> (std::path::PathBuf, u16) {
     let up = site.root().join("up/kali");

@@ -183,6 +183,15 @@ impl<'a> Worker<'a> {
         let name = &self.repo.name;
         self.log.line(&format!("sync of {name} starts"));
         let upstream = upstream::resolve(self.repo, self.global, self.home);
+        if !self.global.intra
+            && let Some(address) = self.repo.intradd.as_ref().or(self.global.intradd.as_ref())
+        {
+            self.log.line(&format!(
+                "warning: intradd={address} is not used while xync.conf has intra=false: \
+                 syncing from the public upstream; add intra=true to {} to sync from {address}",
+                self.home.xync_conf().display()
+            ));
+        }
         let upstream_text = match &upstream {
             Ok(Source::Rsync(urls)) => urls.first().cloned().unwrap_or_default(),
             Ok(Source::Ftpsync(urls)) => urls.first().cloned().unwrap_or("ftpsync".into()),

@@ -184,8 +184,28 @@ pub fn parse(path: &Path, text: &str) -> (Global, Vec<Diagnostic>) {
             Err((message, fix)) => diags.push(Diagnostic::error(path, n, message, fix)),
         }
     }
+    if let (Some(address), false) = (&global.intradd, global.intra) {
+        diags.push(ignored_intradd(path, seen["intradd"], address));
+    }
     make_visible(&mut diags);
     (global, diags)
+}
+
+/// `intradd=` with intranet mode off: the user meant the intranet and would
+/// silently mirror from public hosts instead.
+fn ignored_intradd(path: &Path, line: usize, address: &str) -> Diagnostic {
+    Diagnostic::warning(
+        path,
+        line,
+        format!(
+            "intradd={address} is not used while intra=false (the default): every repository \
+             syncs from its public upstream instead"
+        ),
+        format!(
+            "add intra=true to {} to sync from {address}, or delete the intradd= line",
+            path.display()
+        ),
+    )
 }
 
 /// Read and parse `path`; a missing file gives the defaults and no diagnostic.
@@ -680,11 +700,23 @@ mod tests {
         let (g, d) = p("intra=true\nintraadd=10.1.1.50\n");
         assert!(d.is_empty(), "{d:#?}");
         assert_eq!(g.intradd.as_deref(), Some("10.1.1.50"));
-        let (_, d) = p("intradd=10.1.1.50\nintraadd=10.1.1.51\n");
+        let (_, d) = p("intra=true\nintradd=10.1.1.50\nintraadd=10.1.1.51\n");
         assert_eq!(d.len(), 1, "{d:#?}");
         let (g, d) = p("intradd=fileserver\n");
         assert!(d[0].is_error() && d[0].message.contains("not IP or IP:PORT"));
         assert_eq!(g.intradd, None);
+    }
+
+    #[test]
+    fn intradd_without_intra_true_is_named_with_the_fix() {
+        for text in ["intradd=10.1.1.50\n", "intra=false\nintraadd=10.1.1.50\n"] {
+            let (_, d) = p(text);
+            let d = only(&d);
+            assert!(!d.is_error());
+            assert_eq!(d.line, text.lines().count());
+            assert!(d.message.contains("not used while intra=false"), "{d}");
+            assert!(d.fix.starts_with("add intra=true to /h/xync.conf"), "{d}");
+        }
     }
 
     #[test]
