@@ -133,8 +133,10 @@ fn test_offline(xync: &str, name: &str, repo: &str) -> (Output, Site) {
 
 #[test]
 fn every_repository_example_of_the_manual_passes_dsync_test() {
-    let tuned = xync_as_tuned("ipadd=192.168.1.1,192.168.2.1,192.168.3.1");
-    let spaced = xync_as_tuned("ipadd=192.168.0.102, 192.168.1.2, 192.168.2.1");
+    // The manual's address lists in both its spellings; with addresses this
+    // machine has (every 127.x is loopback): -test binds each to check it.
+    let tuned = xync_as_tuned("ipadd=127.0.0.1,127.0.0.2,127.0.0.3");
+    let spaced = xync_as_tuned("ipadd=127.0.0.4, 127.0.0.5, 127.0.0.6");
     for (xync, name, repo) in [
         (XYNC_CONF, "kali", GENERAL),
         (XYNC_CONF, "kali", FTPSYNC_MODE),
@@ -179,6 +181,47 @@ fn every_repository_example_of_the_manual_passes_dsync_test() {
             );
         }
     }
+}
+
+/// `ipadd=` with an address this machine does not have: every rsync from it
+/// would fail with exit 10; -test names it before that happens.
+#[test]
+fn an_ipadd_address_this_machine_does_not_have_is_named_by_test() {
+    let xync = xync_as_tuned("ipadd=127.0.0.1, 203.0.113.77");
+    let (out, _site) = test_offline(&xync, "kali", GENERAL);
+    let text = said(&out);
+    assert_eq!(out.status.code(), Some(78), "{text}");
+    assert!(
+        text.contains("ipadd: 203.0.113.77 is not an address of this machine (cannot bind it: "),
+        "{text}"
+    );
+    assert!(!text.contains("ipadd: 127.0.0.1"), "{text}");
+}
+
+/// KRFOSS's DTP guide recommends a plugin (`plugins/user-startup.dsp`) to
+/// start the service without root: -test names it, with what to use instead.
+#[test]
+fn krfoss_plugin_files_are_named_by_test_with_what_to_use() {
+    let site = Site::new();
+    site.xync(&localize(XYNC_CONF, site.root()));
+    std::fs::write(
+        site.home().join("repos/kali.conf"),
+        localize(GENERAL, site.root()),
+    )
+    .unwrap();
+    std::fs::create_dir_all(site.home().join("plugins")).unwrap();
+    let plugin = site.home().join("plugins/user-startup.dsp");
+    std::fs::write(&plugin, "kind=script\n").unwrap();
+    let out = site.run(&["-test", "-offline"]);
+    let text = said(&out);
+    assert_success(&out);
+    assert!(
+        text.contains(&format!(
+            "{}:0: warning: KRFOSS plugin files (*.dsp) are not supported",
+            plugin.display()
+        )) && text.contains("dsync -startup"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -69,6 +69,8 @@ pub fn check_all(home: &Home, reach: bool) -> Vec<Diagnostic> {
     let (global, mut found) = xync::load(&home.xync_conf());
     diags.append(&mut found);
     check_global_folders(home, &global, &mut diags);
+    diags.append(&mut super::host_checks::ipadd(home, &global));
+    diags.append(&mut super::host_checks::plugins(home));
     check_rsync(home, &global, &mut diags);
     let (_, mut found) = upstream::load_catalog(home);
     diags.append(&mut found);

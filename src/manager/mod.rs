@@ -24,6 +24,7 @@ pub mod emoff;
 pub mod ftpsync_check;
 pub mod general;
 pub mod home;
+pub mod host_checks;
 pub mod logs;
 pub mod notify;
 pub mod plan;
