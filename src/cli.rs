@@ -8,7 +8,7 @@ use crate::exit;
 const USAGE: &str = "\
 usage: dsync [-home DIR] [-sync NAME] [-force] [-nolog]
        dsync [-home DIR] -test [-offline] | -emoff | -cleanlog | -example [FILE|all]
-       dsync [-home DIR] -setup [-repo NAME -save DIR [-src URL] [-timeset HH,HH]] [-force]
+       dsync [-home DIR] -setup [LINK | -repo NAME -save DIR [-src URL] [-timeset HH,HH]] [-force]
        dsync [-home DIR] -gendsync | -service [-foreground] | -stop-service | -reload | -startup
        dsync ftpsync [-T TRIGGER] [sync:all|sync:stage1|sync:stage2|sync:archive:NAME|sync:callback|sync:mhop]...
        dsync ftpsync -test [-offline] [sync:archive:NAME]
@@ -30,7 +30,8 @@ Without a command, dsync syncs every repository of its home (~/dxync, or
   -emoff       stop every running sync at once, leaving a marker file
   -cleanlog    delete logs older than 7 days
   -setup       write a repository file (asks on the terminal what the
-               options do not give)
+               options do not give); -setup LINK takes repo=, save=… from
+               a KRFOSS setup link's query string
   -example     list the repositories dsync can mirror with two lines (name
                and upstream); -example FILE prints a sample file
                (xync.conf, kali.conf…), -example all every sample

@@ -445,6 +445,41 @@ fn setup_writes_a_repository_file_that_passes_the_check() {
     assert_eq!(again.status.code(), Some(1));
 }
 
+/// KRFOSS's setup links: `dsync -setup 'https://…/?repo=kali&save=/mirrors/kali'`
+/// writes the file the interactive flow would; a key that runs commands is
+/// refused by name and nothing is written.
+#[test]
+fn setup_takes_a_krfoss_link() {
+    let site = Site::new();
+    let save = site.root().join("mirrors/kali");
+    std::fs::create_dir_all(&save).unwrap();
+    let link = format!(
+        "https://setup.krfoss.org/?repo=kali&save={}&timeset=00%2C12",
+        save.display()
+    );
+    let out = site.run(&["-setup", &link]);
+    assert_success(&out);
+    let file = site.home().join("repos/kali.conf");
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(
+        text,
+        format!(
+            "# written by dsync -setup\nrepo=kali\nsave={}\ntimeset=00,12\n",
+            save.display()
+        )
+    );
+    assert_success(&site.run(&["-test", "-offline"]));
+
+    let evil = "https://setup.krfoss.org/?repo=evil&save=/mirrors/evil&hook1=rm%20-rf%20%2F";
+    let out = site.run(&["-setup", evil]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("the link sets hook1="),
+        "{out:?}"
+    );
+    assert!(!site.home().join("repos/evil.conf").exists());
+}
+
 #[test]
 fn logdir_and_logtime_give_each_repository_dated_logs_of_its_own() {
     let mut site = Site::new();

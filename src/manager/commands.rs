@@ -54,6 +54,8 @@ struct SetupAnswers {
     save: Option<String>,
     src: Option<String>,
     timeset: Option<String>,
+    /// A KRFOSS setup link (`https://…/?repo=kali&save=/mirrors/kali`).
+    link: Option<String>,
 }
 
 /// Run the `dsync` command line (everything after the program name).
@@ -107,7 +109,10 @@ fn parse(args: &[String]) -> Result<(Action, Options), String> {
             Some("emoff") => action = Action::Emoff,
             Some("cleanlog") => action = Action::Cleanlog,
             Some("test") => action = Action::Test,
-            Some("setup") => action = Action::Setup,
+            Some("setup") => {
+                action = Action::Setup;
+                options.setup.link = words.next_if(|w| !w.starts_with('-')).cloned();
+            }
             Some("example") => {
                 let what = words.next_if(|w| !w.starts_with('-')).cloned();
                 action = Action::Example(what);
@@ -250,17 +255,14 @@ fn setup(home: &Home, given: &SetupAnswers, overwrite: bool) -> u8 {
         eprintln!("dsync: cannot create {}: {e}", home.root.display());
         return exit::FAILURE;
     }
-    let answers = match complete(given) {
-        Ok(answers) => answers,
+    let lines = match setup_lines(given) {
+        Ok(lines) => lines,
         Err(message) => {
-            eprintln!("dsync -setup: {message}");
+            eprintln!("dsync -setup: {message}; nothing written");
             return exit::USAGE;
         }
     };
-    let (Some(name), Some(save)) = (&answers.repo, &answers.save) else {
-        eprintln!("dsync -setup: a repository name and a save folder are needed");
-        return exit::USAGE;
-    };
+    let name = &lines[0].1;
     let path = home.repos_dir().join(format!("{name}.conf"));
     if path.exists() && !overwrite {
         eprintln!(
@@ -269,12 +271,9 @@ fn setup(home: &Home, given: &SetupAnswers, overwrite: bool) -> u8 {
         );
         return exit::FAILURE;
     }
-    let mut text = format!("# written by dsync -setup\nrepo={name}\nsave={save}\n");
-    if let Some(src) = answers.src.as_ref().filter(|s| !s.is_empty()) {
-        text.push_str(&format!("src={src}\n"));
-    }
-    if let Some(timeset) = answers.timeset.as_ref().filter(|s| !s.is_empty()) {
-        text.push_str(&format!("timeset={timeset}\n"));
+    let mut text = String::from("# written by dsync -setup\n");
+    for (key, value) in &lines {
+        text.push_str(&format!("{key}={value}\n"));
     }
     let (_, diags) = super::repo::parse(&path, &text);
     if diags.iter().any(|d| d.is_error()) {
@@ -291,6 +290,28 @@ fn setup(home: &Home, given: &SetupAnswers, overwrite: bool) -> u8 {
         path.display()
     );
     exit::OK
+}
+
+/// The file's `key=value` lines, `repo=` first: from a setup link, or from
+/// the options and the answers on the terminal.
+fn setup_lines(given: &SetupAnswers) -> Result<Vec<(String, String)>, String> {
+    if let Some(link) = &given.link {
+        if given.repo.is_some() || given.save.is_some() || given.src.is_some() {
+            return Err("give either a setup link or -repo/-save/-src, not both".into());
+        }
+        return super::setup_link::lines(link);
+    }
+    let answers = complete(given)?;
+    let (Some(name), Some(save)) = (answers.repo, answers.save) else {
+        return Err("a repository name and a save folder are needed".into());
+    };
+    let mut lines = vec![("repo".to_string(), name), ("save".to_string(), save)];
+    for (key, value) in [("src", answers.src), ("timeset", answers.timeset)] {
+        if let Some(value) = value.filter(|v| !v.is_empty()) {
+            lines.push((key.to_string(), value));
+        }
+    }
+    Ok(lines)
 }
 
 /// Ask for what the options did not give, when stdin is a terminal or a pipe

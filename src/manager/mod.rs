@@ -34,6 +34,7 @@ pub mod repo_files;
 pub mod samples;
 pub mod schedule;
 pub mod scheduler;
+pub mod setup_link;
 pub mod status;
 pub mod upstream;
 pub mod worker;
