@@ -228,6 +228,31 @@ fn a_dripped_manifest_fails_below_the_minimum_rate() {
     assert_untouched(&save, &[]);
 }
 
+/// D4: the same floor holds for stage one as a whole: a file dripped at
+/// 4 bytes/s fails it, and nothing unverified takes the file's name.
+#[test]
+fn a_dripped_file_fails_stage_one_below_the_minimum_rate() {
+    let content = vec![b'y'; 100_000];
+    let listing = manifest(vec![file("f", content.len() as u64, &content)]);
+    let host = HostileHost::start(move |request, conn| {
+        if is_manifest(request) {
+            let length = ("Content-Length", listing.len().to_string());
+            conn.answer("200 OK", &[length], &listing);
+        } else if request.path == "/repo/f" {
+            drip(conn, &content);
+        }
+    });
+    let work = tempfile::tempdir().unwrap();
+    let (home, save) = client_home(work.path(), &host.url("repo"), "timeout=2\n", "");
+    let (status, log) = sync(&home);
+    assert!(!status.success(), "{log}");
+    for words in ["stage one: ", "below the floor of 16384 bytes/s"] {
+        assert!(log.contains(words), "{words}:\n{log}");
+    }
+    // The partial download stays under its part name, for the next run.
+    assert_untouched(&save, &[".f.dsync-part"]);
+}
+
 /// D4: SIGTERM during the manifest download (no rate floor, a long
 /// timeout: nothing else would end it) stops the run promptly.
 #[test]
@@ -416,7 +441,7 @@ fn a_manifest_with_a_bad_header_or_an_overlong_body_is_cut_off_early() {
         ),
         (
             format!("DSYNC 1\nrepo repo\nentries 1\nbytes 0\ngenerated 0\ndigest {digest}\n\n"),
-            "its header's entries can fill",
+            "header's 1 entries can fill",
         ),
     ];
     for (header, refusal) in cases {

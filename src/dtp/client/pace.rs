@@ -28,9 +28,10 @@ impl Pace {
     /// The grace is `timeout` (zero: none set) but at most a minute, so a
     /// slow start, a busy host or a resumed file's hashing is not punished.
     pub fn new(min_rate: u64, timeout: Duration) -> Pace {
-        let grace = match timeout.is_zero() {
-            true => MAX_GRACE,
-            false => timeout.min(MAX_GRACE),
+        let grace = if timeout.is_zero() {
+            MAX_GRACE
+        } else {
+            timeout.min(MAX_GRACE)
         };
         Pace { min_rate, grace }
     }

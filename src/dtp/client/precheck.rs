@@ -17,36 +17,43 @@ const OUT: usize = 64 << 10;
 pub struct Precheck {
     decoder: Decoder<'static>,
     out: Vec<u8>,
+    frame_done: bool,
+    text: Text,
+}
+
+/// The decompressed text as it comes.
+struct Text {
     limits: Limits,
-    /// Decompressed text until the header is complete.
+    /// What came until the header was complete.
     head: Vec<u8>,
     header: Option<Header>,
-    /// Most decompressed bytes the header allows in all.
+    /// Most decompressed bytes allowed in all: the limit, then also what
+    /// the header's entries can fill.
     allowed: u64,
-    decompressed: u64,
+    seen: u64,
     body: Sha256,
-    frame_done: bool,
 }
 
 impl Precheck {
     pub fn new(limits: &Limits) -> Result<Precheck, ManifestError> {
         let zstd = |e: std::io::Error| invalid(format!("zstd: {e}"));
         let mut decoder = Decoder::new().map_err(zstd)?;
+        let window = manifest::window_log(limits.max_bytes);
         decoder
-            .set_parameter(DParameter::WindowLogMax(manifest::window_log(
-                limits.max_bytes,
-            )))
+            .set_parameter(DParameter::WindowLogMax(window))
             .map_err(zstd)?;
         Ok(Precheck {
             decoder,
             out: vec![0; OUT],
-            limits: *limits,
-            head: Vec::new(),
-            header: None,
-            allowed: limits.max_bytes,
-            decompressed: 0,
-            body: Sha256::new(),
             frame_done: false,
+            text: Text {
+                limits: *limits,
+                head: Vec::new(),
+                header: None,
+                allowed: limits.max_bytes,
+                seen: 0,
+                body: Sha256::new(),
+            },
         })
     }
 
@@ -54,25 +61,22 @@ impl Precheck {
     pub fn push(&mut self, mut input: &[u8]) -> Result<(), ManifestError> {
         loop {
             if self.frame_done {
-                return match input.is_empty() {
-                    true => Ok(()),
-                    false => Err(invalid("bytes after the zstd frame".into())),
-                };
+                if !input.is_empty() {
+                    return Err(invalid("bytes after the zstd frame".into()));
+                }
+                return Ok(());
             }
             let status = self
                 .decoder
                 .run_on_buffers(input, &mut self.out)
                 .map_err(|e| invalid(format!("cannot decompress: {e}")))?;
             input = &input[status.bytes_read..];
-            let written = status.bytes_written;
-            let out = std::mem::take(&mut self.out);
-            let checked = self.text(&out[..written]);
-            self.out = out;
-            checked?;
+            self.text.push(&self.out[..status.bytes_written])?;
+            // 0: the frame is decoded and flushed.
             self.frame_done = status.remaining == 0;
-            // zstd may hold output back while its buffer was full: go on
-            // until the input is used and the output was not.
-            if input.is_empty() && written < OUT {
+            // zstd may hold output back while the buffer was full: go on
+            // until the input is used and the output was not filled.
+            if input.is_empty() && status.bytes_written < OUT {
                 return Ok(());
             }
         }
@@ -81,15 +85,16 @@ impl Precheck {
     /// The download ended: the frame must have ended with it, and the body
     /// must be the one the header's digest names.
     pub fn finish(self) -> Result<(), ManifestError> {
-        let Some(header) = &self.header else {
+        let text = self.text;
+        let Some(header) = &text.header else {
             // Parsed as it is, for the reason of what is wrong with it.
-            manifest::header_of_prefix(&self.head, self.limits.max_entries, true)?;
+            manifest::header_of_prefix(&text.head, text.limits.max_entries, true)?;
             return Err(invalid("it ends before its header does".into()));
         };
         if !self.frame_done {
             return Err(invalid("it ends inside its zstd frame (cut off?)".into()));
         }
-        let digest = format!("sha256:{}", super::download::hex(&self.body.finalize()));
+        let digest = format!("sha256:{}", super::download::hex(&text.body.finalize()));
         if digest != header.digest {
             return Err(invalid(format!(
                 "the body's digest is {digest}, the header says {}",
@@ -98,19 +103,20 @@ impl Precheck {
         }
         Ok(())
     }
+}
 
-    /// Decompressed text: the header first, then the body, within limits.
-    fn text(&mut self, text: &[u8]) -> Result<(), ManifestError> {
-        self.decompressed += text.len() as u64;
-        if self.decompressed > self.allowed {
-            return Err(invalid(format!(
-                "more than the {} bytes decompressed that {}",
-                self.allowed,
-                match self.header {
-                    Some(_) => "its header's entries can fill",
-                    None => "the client's limit allows",
-                }
-            )));
+impl Text {
+    /// The header first, then the body, within limits.
+    fn push(&mut self, text: &[u8]) -> Result<(), ManifestError> {
+        self.seen += text.len() as u64;
+        if self.seen > self.allowed {
+            return Err(invalid(match &self.header {
+                Some(h) => format!(
+                    "more than the {} bytes decompressed that its header's {} entries can fill",
+                    self.allowed, h.entries
+                ),
+                None => format!("more than the limit of {} bytes decompressed", self.allowed),
+            }));
         }
         if self.header.is_some() {
             self.body.update(text);
@@ -122,14 +128,15 @@ impl Precheck {
         else {
             return Ok(());
         };
-        let body_max = manifest::max_body(header.entries);
-        self.allowed = self.allowed.min(len.saturating_add(body_max));
-        let head = std::mem::take(&mut self.head);
+        self.allowed = self
+            .allowed
+            .min(len.saturating_add(manifest::max_body(header.entries)));
         self.header = Some(header);
         // What came with the header's last piece is body already.
+        let head = std::mem::take(&mut self.head);
         let body = &head[len as usize..];
-        self.decompressed -= body.len() as u64;
-        self.text(body)
+        self.seen -= body.len() as u64;
+        self.push(body)
     }
 }
 
@@ -201,9 +208,6 @@ mod tests {
         let bytes = zstd::encode_all(&text[..], 3).unwrap();
         let mut check = Precheck::new(&Limits::default()).unwrap();
         let e = check.push(&bytes).unwrap_err();
-        assert!(
-            e.to_string().contains("its header's entries can fill"),
-            "{e}"
-        );
+        assert!(e.to_string().contains("header's 1 entries can fill"), "{e}");
     }
 }
