@@ -16,6 +16,7 @@ use super::xync::{
     self, OtherFile, Parsed, duplicate, empty_value, has_space_or_control, malformed, parse_bool,
     parse_line, raw_lines, split_host_port, unknown_key, valid_host,
 };
+use crate::dtp::client::Redirects;
 use crate::shellconf::{self, ShellConfError, Vars};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -37,6 +38,9 @@ pub struct Repo {
     pub dsync: bool,
     /// `dsync-url=`: pull over DTP from this URL.
     pub dsync_url: Option<String>,
+    /// `dtp-redirects=`: `same-origin` (the default: only to the URL's own
+    /// scheme, host and port) or `any`.
+    pub dtp_redirects: Redirects,
     /// `mailto=`: overrides the global one for this repository.
     pub mailto: Option<String>,
     /// `hook1=`..`hook5=` (or ftpsync's spelling `HOOK1=`..): commands run at
@@ -156,6 +160,7 @@ pub const KEYS: &[&str] = &[
     "ftpsync",
     "dsync",
     "dsync-url",
+    "dtp-redirects",
     "mailto",
     "hook1",
     "hook2",
@@ -347,6 +352,19 @@ pub fn parse(path: &Path, text: &str) -> (Option<Repo>, Vec<Diagnostic>) {
         }
     });
 
+    let dtp_redirects = match get("dtp-redirects") {
+        Some((n, v)) => redirects(v).unwrap_or_else(|| {
+            diags.push(Diagnostic::error(
+                path,
+                n,
+                format!("dtp-redirects={v} is not same-origin or any"),
+                "write dtp-redirects=any to follow a DTP host's redirects to other hosts and ports, or delete the line (only the URL's own scheme, host and port)",
+            ));
+            Default::default()
+        }),
+        None => Default::default(),
+    };
+
     let mailto = get("mailto").and_then(|(n, v)| match xync::mail_list("mailto", v) {
         Ok(m) => Some(m),
         Err((message, fix)) => {
@@ -497,6 +515,7 @@ pub fn parse(path: &Path, text: &str) -> (Option<Repo>, Vec<Diagnostic>) {
         ftpsync: block.map(|(_, b)| b),
         dsync,
         dsync_url,
+        dtp_redirects,
         mailto,
         hooks,
         push,
@@ -607,6 +626,15 @@ fn unknown(path: &Path, line: usize, key: &str, value: &str) -> Diagnostic {
         );
     }
     unknown_key(path, line, key, value, KEYS, &GLOBAL_KEYS)
+}
+
+/// `dtp-redirects=`'s value.
+fn redirects(value: &str) -> Option<Redirects> {
+    match value {
+        "same-origin" => Some(Redirects::SameOrigin),
+        "any" => Some(Redirects::Any),
+        _ => None,
+    }
 }
 
 fn bool_error(path: &Path, line: usize, key: &str, value: &str) -> Diagnostic {
@@ -878,6 +906,12 @@ mod tests {
             repo.unwrap().dsync_url.as_deref(),
             Some("dtp://host.example/d")
         );
+        let (repo, d) = p("d.conf", "save=/m/d\ndtp-redirects=any\n");
+        assert!(d.is_empty(), "{d:#?}");
+        assert_eq!(repo.unwrap().dtp_redirects, Redirects::Any);
+        let (_, d) = p("d.conf", "save=/m/d\ndtp-redirects=yes\n");
+        assert_eq!(errors(&d)[0].line, 2, "{d:#?}");
+        assert!(errors(&d)[0].fix.contains("dtp-redirects=any"), "{d:#?}");
     }
 
     #[test]
@@ -966,6 +1000,7 @@ mod tests {
         assert_eq!(repo.push.len(), 2);
         assert_eq!(repo.push[1].port, Some(2222));
         assert_eq!(repo.pushkey.as_deref(), Some(Path::new("/k")));
+        assert_eq!(repo.dtp_redirects, Default::default());
         for bad in [
             "down.example",
             "-oProxy@x",

@@ -328,6 +328,7 @@ mod tests {
             ftpsync: None,
             dsync: false,
             dsync_url: None,
+            dtp_redirects: Default::default(),
             mailto: None,
             hooks: Default::default(),
             push: Vec::new(),

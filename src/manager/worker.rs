@@ -366,6 +366,8 @@ impl<'a> Worker<'a> {
         options.max_delete = self.global.max_delete;
         options.min_upstream_ratio = self.global.min_upstream_ratio;
         options.timeout = Duration::from_secs(self.global.timeout);
+        options.min_rate = self.global.dtp_min_rate;
+        options.redirects = self.repo.dtp_redirects;
         options.protect = vec![PathBuf::from(crate::trace::TRACE_DIR).join(&mirrorname)];
         // Our trace changes the installed manifest after each sync: keep the
         // upstream's ETag apart, so an unchanged upstream still answers 304.

@@ -64,6 +64,9 @@ pub struct Global {
     /// `dtp-bwlimit`: KiB/s one client address may download from the DTP
     /// service, shared by its connections; 0 is no limit (the default).
     pub dtp_bwlimit: u64,
+    /// `dtp-min-rate`: the least average rate, bytes/s, of each phase of a DTP
+    /// sync after its grace period (`timeout`, at most 60 s); 0 is no floor.
+    pub dtp_min_rate: u64,
     /// `dtp-user`: the account the DTP service drops to after binding its
     /// port when started as root (a root service refuses to run without it).
     pub dtp_user: Option<String>,
@@ -104,6 +107,7 @@ impl Default for Global {
             dtp_maxconn: 64,
             dtp_connections: 50,
             dtp_bwlimit: 0,
+            dtp_min_rate: crate::dtp::client::DEFAULT_MIN_RATE,
             dtp_user: None,
             min_upstream_ratio: 0.5,
             allow_vulnerable_rsync: false,
@@ -136,6 +140,7 @@ pub const KEYS: &[&str] = &[
     "dtp-connections",
     "dtp-maxconn",
     "dtp-bwlimit",
+    "dtp-min-rate",
     "dtp-user",
     "min-upstream-ratio",
     "allow-vulnerable-rsync",
@@ -305,6 +310,7 @@ fn apply(
         "dtp-connections" => g.dtp_connections = number_in(key, value, 1, 1000, "50")? as usize,
         "dtp-maxconn" => g.dtp_maxconn = number_in(key, value, 1, 10000, "64")? as usize,
         "dtp-bwlimit" => g.dtp_bwlimit = number_in(key, value, 0, 100_000_000, "10240")?,
+        "dtp-min-rate" => g.dtp_min_rate = number_in(key, value, 0, u64::MAX, "16384")?,
         "dtp-user" => g.dtp_user = Some(account(key, value)?),
         "min-upstream-ratio" => g.min_upstream_ratio = ratio(key, value)?,
         "allow-vulnerable-rsync" => g.allow_vulnerable_rsync = boolean(key, value)?,
@@ -733,7 +739,7 @@ mod tests {
             status=/var/www/status\nwebroot=/srv/www\napi=http://127.0.0.1:9/list\n\
             mailto=a@example.org,root\nsmtp=mail.example.org:587\nmaxtime=6\nmax-delete=100\n\
             retries=5\ntimeout=300 # seconds\ncontimeout='30'\ndtp-listen=0.0.0.0:47921\n\
-            dtp-connections=50\ndtp-maxconn=3\ndtp-bwlimit=100\n";
+            dtp-connections=50\ndtp-maxconn=3\ndtp-bwlimit=100\ndtp-min-rate=0\n";
         let (g, d) = p(text);
         assert!(d.is_empty(), "{d:#?}");
         assert_eq!(g.syncps, 4);
@@ -764,6 +770,8 @@ mod tests {
             (g.dtp_listen.as_str(), g.dtp_maxconn, g.dtp_bwlimit),
             ("0.0.0.0:47921", 3, 100)
         );
+        assert_eq!(g.dtp_min_rate, 0);
+        assert_eq!(Global::default().dtp_min_rate, 16384);
     }
 
     #[test]

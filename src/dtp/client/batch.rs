@@ -13,7 +13,7 @@ use tokio::sync::mpsc::Sender;
 
 use super::download::{Fetched, Finish, TRIES, fetch_one, too_long};
 use super::error::ClientError;
-use super::fetch::{Fetcher, network};
+use super::fetch::Fetcher;
 use super::safe::Root;
 use super::writer::{self, Received};
 use crate::dtp::manifest::Entry;
@@ -197,6 +197,7 @@ async fn once(
     let mut stream = Stream {
         url: response.url().to_string(),
         response,
+        fetcher,
         buf: Bytes::new(),
     };
     let own = root
@@ -221,14 +222,19 @@ async fn once(
 /// Each file of the stream, whole, to the writer; stops early when the
 /// writer has (its failure is the one to report).
 async fn read_files(
-    stream: &mut Stream,
+    stream: &mut Stream<'_>,
     entries: &[&Entry],
     tx: &Sender<Received>,
 ) -> Result<(), Failure> {
     for entry in entries {
         let len = stream.length().await?;
+        // Shorter is as wrong as longer: a prefix may well match a hash the
+        // host chose, and would be fetched again every run.
         if len > entry.size {
             return Err(Failure::Fatal(too_long(entry)));
+        }
+        if len < entry.size {
+            return Err(Failure::Fatal(too_short(entry, len)));
         }
         let mut chunks = Vec::new();
         let mut left = len;
@@ -248,22 +254,30 @@ async fn read_files(
     Ok(())
 }
 
+/// The host framed a file shorter than the manifest lists.
+fn too_short(entry: &Entry, len: u64) -> ClientError {
+    ClientError::Verify {
+        path: entry.path.display().to_string(),
+        reason: format!(
+            "the host's batch gives it {len} bytes, the manifest lists {}",
+            entry.size
+        ),
+    }
+}
+
 /// The response body, read in pieces of the sizes the framing asks for.
-struct Stream {
+struct Stream<'f> {
     response: reqwest::Response,
+    fetcher: &'f Fetcher,
     url: String,
     buf: Bytes,
 }
 
-impl Stream {
+impl Stream<'_> {
     /// Up to `max` bytes (at least one).
     async fn take(&mut self, max: u64) -> Result<Bytes, ClientError> {
         while self.buf.is_empty() {
-            let next = self
-                .response
-                .chunk()
-                .await
-                .map_err(|e| network(&self.url, &e))?;
+            let next = self.fetcher.chunk(&mut self.response).await?;
             self.buf = next.ok_or_else(|| ClientError::Network {
                 url: self.url.clone(),
                 reason: "the batch ended before every file arrived".into(),

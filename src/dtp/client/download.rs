@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use super::batch::{self, Job};
 use super::diff::file_mode;
 use super::error::ClientError;
-use super::fetch::{Fetcher, Start, network};
+use super::fetch::{Fetcher, Start};
 use super::safe::{self, Root};
 use super::sink::Sink;
 use crate::dtp::manifest::Entry;
@@ -186,7 +186,7 @@ async fn attempt_once(
         };
         let url = response.url().to_string();
         let sink = Sink::start(file, hasher);
-        let (broke, got) = receive(&mut response, &sink, entry, have, fetched).await;
+        let (broke, got) = receive(fetcher, &mut response, &sink, entry, have, fetched).await;
         (file, hasher) = sink
             .finish()
             .await
@@ -223,6 +223,7 @@ async fn attempt_once(
 /// The body into `sink` until it ends, breaks (`Retry`) or is longer than
 /// the manifest says (`Fatal`); how many bytes the part then holds.
 async fn receive(
+    fetcher: &Fetcher,
     response: &mut reqwest::Response,
     sink: &Sink,
     entry: &Entry,
@@ -230,10 +231,10 @@ async fn receive(
     fetched: &mut u64,
 ) -> (Option<Failure>, u64) {
     loop {
-        let chunk = match response.chunk().await {
+        let chunk = match fetcher.chunk(response).await {
             Ok(Some(chunk)) => chunk,
             Ok(None) => return (None, have),
-            Err(e) => return (Some(network(response.url().as_str(), &e).into()), have),
+            Err(e) => return (Some(e.into()), have),
         };
         if have + chunk.len() as u64 > entry.size {
             return (Some(Failure::Fatal(too_long(entry))), have);

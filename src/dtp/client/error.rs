@@ -21,6 +21,26 @@ pub enum ClientError {
     )]
     Network { url: String, reason: String },
 
+    /// A redirect away from the repository's scheme, host and port, which
+    /// `dtp-redirects=any` would allow.
+    #[error(
+        "{url} redirected to {to}, another scheme, host or port than the repository's URL: refused; if the repository moved there, change dsync-url=, or allow redirects anywhere with dtp-redirects=any in the repository's file"
+    )]
+    Redirect { url: String, to: String },
+
+    /// A phase of the sync fell below the minimum average rate: a stalled
+    /// or dripping host (`dtp-min-rate=`).
+    #[error(
+        "{phase}: {bytes} bytes in {secs} s, below the floor of {min_rate} bytes/s after {grace} s of grace; the host or the path to it is too slow and the next run tries again: if it is just slow, lower dtp-min-rate= in xync.conf (0 turns the floor off)"
+    )]
+    TooSlow {
+        phase: &'static str,
+        bytes: u64,
+        secs: u64,
+        min_rate: u64,
+        grace: u64,
+    },
+
     #[error(
         "there is no manifest at {url} (HTTP 404): the host does not serve this repository, or has not made its manifest yet (dsync -gendsync)"
     )]
@@ -91,7 +111,7 @@ impl ClientError {
     /// unlike bad data or a local problem, which a retry would only repeat.
     pub fn is_transient(&self) -> bool {
         match self {
-            ClientError::Network { .. } => true,
+            ClientError::Network { .. } | ClientError::TooSlow { .. } => true,
             ClientError::Http { status, .. } => *status == 404 || *status >= 500,
             _ => false,
         }

@@ -3,15 +3,34 @@
 
 use std::net::IpAddr;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use bytes::Bytes;
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_RANGE, IF_NONE_MATCH, RANGE};
+use reqwest::redirect::{Attempt, Policy};
 
 use super::batch::Limits;
 use super::error::{ClientError, chain, status_hint};
+use super::precheck::Precheck;
 use super::url;
+use crate::dtp::manifest;
+
+/// Redirects followed in a row before a request fails (reqwest's default).
+const MAX_REDIRECTS: usize = 10;
+
+/// Which redirects a host may send us to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Redirects {
+    /// Only to the repository's own scheme, host and port: a hostile or
+    /// compromised host must not point the client at another service.
+    #[default]
+    SameOrigin,
+    /// Anywhere (`dtp-redirects=any`), for a repository behind a
+    /// redirecting front end.
+    Any,
+}
 
 pub struct Fetcher {
     base: String,
@@ -20,6 +39,9 @@ pub struct Fetcher {
     /// The host's batch limits (protocol 1.1), from its manifest's answer;
     /// `None`: per-file requests only.
     batch: Mutex<Option<Limits>>,
+    /// Bytes of every response body received so far: what the watchdog of a
+    /// phase measures its rate by.
+    received: AtomicU64,
 }
 
 /// The answer to "has the manifest changed?".
@@ -45,6 +67,7 @@ impl Fetcher {
         addresses: &[IpAddr],
         connections: usize,
         timeout: Duration,
+        redirects: Redirects,
     ) -> Result<Fetcher, ClientError> {
         // reqwest is built without a default TLS provider: name ours once.
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -62,6 +85,7 @@ impl Fetcher {
                     // hide which local address a connection uses.
                     .no_proxy()
                     .pool_max_idle_per_host(connections.max(1))
+                    .redirect(redirect_policy(base, redirects))
                     .local_address(local);
                 if !timeout.is_zero() {
                     builder = builder.connect_timeout(timeout).read_timeout(timeout);
@@ -79,7 +103,29 @@ impl Fetcher {
             clients,
             next: AtomicUsize::new(0),
             batch: Mutex::new(None),
+            received: AtomicU64::new(0),
         })
+    }
+
+    /// Bytes of response bodies received so far.
+    pub fn received(&self) -> &AtomicU64 {
+        &self.received
+    }
+
+    /// The next piece of `response`'s body, counted in [`Fetcher::received`].
+    pub async fn chunk(
+        &self,
+        response: &mut reqwest::Response,
+    ) -> Result<Option<Bytes>, ClientError> {
+        let chunk = response
+            .chunk()
+            .await
+            .map_err(|e| network(response.url().as_str(), &e))?;
+        if let Some(chunk) = &chunk {
+            self.received
+                .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        }
+        Ok(chunk)
     }
 
     pub fn manifest_url(&self) -> String {
@@ -92,11 +138,12 @@ impl Fetcher {
     }
 
     /// `GET data.dsync`, conditional on `etag`, into `out`; at most
-    /// `max` bytes.
+    /// `max` bytes, checked while they arrive (see `precheck`).
     pub async fn manifest(
         &self,
         etag: Option<&str>,
         max: u64,
+        limits: &manifest::Limits,
         out: &mut super::spool::Spool,
     ) -> Result<ManifestReply, ClientError> {
         out.clear()?;
@@ -119,20 +166,24 @@ impl Fetcher {
                 .and_then(|v| v.to_str().ok())
                 .and_then(Limits::parse),
         );
+        let invalid = |source| ClientError::Manifest {
+            url: url.clone(),
+            source,
+        };
+        let mut check = Precheck::new(limits).map_err(invalid)?;
         let mut len = 0u64;
-        while let Some(chunk) = response.chunk().await.map_err(|e| network(&url, &e))? {
+        while let Some(chunk) = self.chunk(&mut response).await? {
             len += chunk.len() as u64;
             if len > max {
-                return Err(ClientError::Manifest {
-                    url,
-                    source: crate::dtp::manifest::ManifestError::Invalid {
-                        line: 0,
-                        reason: format!("larger than the limit of {max} bytes"),
-                    },
-                });
+                return Err(invalid(manifest::ManifestError::Invalid {
+                    line: 0,
+                    reason: format!("larger than the limit of {max} bytes"),
+                }));
             }
+            check.push(&chunk).map_err(invalid)?;
             out.append(&chunk)?;
         }
+        check.finish().map_err(invalid)?;
         Ok(ManifestReply::Body)
     }
 
@@ -206,7 +257,37 @@ impl Fetcher {
     }
 }
 
+/// reqwest's redirect policy for `redirects` from `base`.
+fn redirect_policy(base: &str, redirects: Redirects) -> Policy {
+    let origin = reqwest::Url::parse(base).map(|u| u.origin());
+    match (redirects, origin) {
+        (Redirects::SameOrigin, Ok(origin)) => Policy::custom(move |attempt: Attempt| {
+            if attempt.previous().len() >= MAX_REDIRECTS {
+                attempt.error(format!("more than {MAX_REDIRECTS} redirects"))
+            } else if attempt.url().origin() == origin {
+                attempt.follow()
+            } else {
+                let to = attempt.url().to_string();
+                attempt.error(OtherOrigin(to))
+            }
+        }),
+        // A base that does not parse never gets this far (url::base).
+        _ => Policy::limited(MAX_REDIRECTS),
+    }
+}
+
+/// A redirect the policy refused, carried through reqwest's error.
+#[derive(Debug, thiserror::Error)]
+#[error("redirected to {0}")]
+struct OtherOrigin(String);
+
 pub fn network(url: &str, e: &reqwest::Error) -> ClientError {
+    if let Some(to) = refused_redirect(e) {
+        return ClientError::Redirect {
+            url: url.to_string(),
+            to,
+        };
+    }
     let mut reason = chain(e);
     // A host's firewall.conf turns addresses away with no answer at all.
     if ["closed before message completed", "reset by peer"]
@@ -222,6 +303,18 @@ pub fn network(url: &str, e: &reqwest::Error) -> ClientError {
         url: url.to_string(),
         reason,
     }
+}
+
+/// Where a redirect refused by [`redirect_policy`] pointed.
+fn refused_redirect(e: &reqwest::Error) -> Option<String> {
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        if let Some(OtherOrigin(to)) = cause.downcast_ref::<OtherOrigin>() {
+            return Some(to.clone());
+        }
+        source = cause.source();
+    }
+    None
 }
 
 fn http(url: &str, status: StatusCode) -> ClientError {

@@ -4,7 +4,9 @@
 //!
 //! 1. `GET data.dsync` with `If-None-Match` = our own manifest's ETag: `304`
 //!    means nothing changed, and we are done without looking at the tree.
-//! 2. Keep it in an unnamed file beside the mirror, not in memory.
+//! 2. Keep it in an unnamed file beside the mirror, not in memory, checking
+//!    it while it arrives (`precheck`: header, size, digest), so a hostile
+//!    host is cut off early.
 //! 3. Read it entry by entry within [`manifest::Limits`] (the upstream is not
 //!    trusted), merged with a walk of the local tree in the same order, into
 //!    a plan (memory: what needs doing, not the tree; stage one's files go
@@ -21,6 +23,12 @@
 //!    symlinks.
 //! 8. Deletions, then folder modes and mtimes.
 //! 9. Install the fetched manifest, so this mirror can serve DTP in turn.
+//!
+//! The manifest download, stage one and stage two each run under a watchdog
+//! (`pace`): a phase below [`ClientOptions::min_rate`] on average after its
+//! grace period fails, and a signal stops it within a second. Redirects go
+//! only to the URL's own scheme, host and port unless
+//! [`ClientOptions::redirects`] allows any.
 //!
 //! A failure stops at the step it happens in: what earlier steps did stays
 //! (stage one only adds verified files; old indices still describe the old
@@ -39,6 +47,8 @@ mod fetch;
 mod index;
 mod lists;
 mod local;
+mod pace;
+mod precheck;
 mod safe;
 mod sink;
 mod spool;
@@ -51,6 +61,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use error::ClientError;
+pub use fetch::Redirects;
 pub use index::is_index;
 pub use url::base as base_url;
 
@@ -59,6 +70,7 @@ use diff::{Plan, PlanError, Planner};
 use download::{Fetched, Finish, fetch_all};
 use fetch::{Fetcher, ManifestReply};
 use lists::FileSpool;
+use pace::{Pace, watched};
 use safe::Root;
 use spool::{Spool, spool_error};
 
@@ -68,6 +80,8 @@ pub const UPDATE_IN_PROGRESS: &str = "Archive-Update-in-Progress-";
 pub const STOP_AFTER_STAGE1: &str = "DSYNC_DTP_STOP_AFTER_STAGE1";
 /// Concurrent downloads unless told otherwise.
 pub const DEFAULT_CONNECTIONS: usize = 50;
+/// The least average rate of a phase unless told otherwise, bytes/s.
+pub const DEFAULT_MIN_RATE: u64 = 16 << 10;
 /// Threads reading the local tree ahead of the plan.
 const WALK_THREADS: usize = 3;
 /// Stage-one files held in memory at once (a few MB): a first copy of a
@@ -93,8 +107,15 @@ pub struct ClientOptions {
     pub uip_sleep: Duration,
     /// Pauses before giving up on an update in progress.
     pub uip_retries: u32,
-    /// Connect and read timeout; zero: none.
+    /// Connect and read timeout; zero: none. Also the grace period of
+    /// `min_rate`, at most a minute.
     pub timeout: Duration,
+    /// The least average rate, in bytes/s, of each phase (the manifest
+    /// download, stage one, stage two) once its grace period is over; 0: no
+    /// floor. A signal stops a phase within a second either way.
+    pub min_rate: u64,
+    /// Which redirects to follow.
+    pub redirects: Redirects,
     pub limits: manifest::Limits,
     /// Relative paths of ours that the upstream does not list but that must
     /// never be deleted (our own trace file, as ftpsync protects it).
@@ -118,6 +139,8 @@ impl ClientOptions {
             uip_sleep: Duration::from_secs(300),
             uip_retries: 3,
             timeout: Duration::from_secs(600),
+            min_rate: DEFAULT_MIN_RATE,
+            redirects: Redirects::SameOrigin,
             limits: manifest::Limits::default(),
             protect: Vec::new(),
             etag_file: None,
@@ -185,7 +208,9 @@ async fn run(
         &options.addresses,
         options.connections,
         options.timeout,
+        options.redirects,
     )?;
+    let pace = Pace::new(options.min_rate, options.timeout);
 
     // 1–4: the manifest, unless it is the one we have, and the plan.
     let ours = manifest::read_header(&save.join(crate::dtp::MANIFEST)).ok();
@@ -199,7 +224,7 @@ async fn run(
     };
     let root = Root::open(save).map_err(|e| ClientError::local(save, "open", e))?;
     let Some((spool, plan)) =
-        fetch_and_plan(&fetcher, &root, options, etag.as_deref(), log).await?
+        fetch_and_plan(&fetcher, pace, &root, options, etag.as_deref(), log).await?
     else {
         log(&format!(
             "manifest not modified ({}): the mirror is up to date",
@@ -240,7 +265,13 @@ async fn run(
     // 5–6: folders, then everything but the indices.
     apply::make_dirs(&root, &plan.mkdirs)?;
     apply::fix_modes(&root, &plan.chmods)?;
-    let one = stage_one(&fetcher, &root, plan.stage_one, options, log).await?;
+    let one = watched(
+        pace,
+        "stage one",
+        fetcher.received(),
+        stage_one(&fetcher, &root, plan.stage_one, options, log),
+    )
+    .await?;
     log(&format!(
         "stage one done: {} files, {} bytes fetched",
         one.files, one.bytes
@@ -261,14 +292,19 @@ async fn run(
 
     // 7: the indices, all verified before the first takes its name; symlinks.
     let stage_two: Vec<&Entry> = plan.stage_two.iter().collect();
-    let two = fetch_all(
-        &fetcher,
-        &root,
-        &stage_two,
-        Finish::Keep,
-        options.connections,
+    let two = watched(
+        pace,
         "stage two",
-        log,
+        fetcher.received(),
+        fetch_all(
+            &fetcher,
+            &root,
+            &stage_two,
+            Finish::Keep,
+            options.connections,
+            "stage two",
+            log,
+        ),
     )
     .await?;
     stop_if_signalled()?;
@@ -309,6 +345,7 @@ async fn run(
 /// `uip_retries` times.
 async fn fetch_and_plan(
     fetcher: &Fetcher,
+    pace: Pace,
     root: &Root,
     options: &ClientOptions,
     etag: Option<&str>,
@@ -319,7 +356,9 @@ async fn fetch_and_plan(
     let mut spool = Spool::new(&options.save)?;
     let mut waited = 0;
     loop {
-        if let ManifestReply::NotModified = fetcher.manifest(etag, max, &mut spool).await? {
+        let download = fetcher.manifest(etag, max, &options.limits, &mut spool);
+        let reply = watched(pace, "the manifest download", fetcher.received(), download).await?;
+        if let ManifestReply::NotModified = reply {
             return Ok(None);
         }
         log("comparing with the local tree");

@@ -382,6 +382,30 @@ pub fn read_header(file: &Path) -> Result<Header, ManifestError> {
     parse_header(&mut lines, u64::MAX)
 }
 
+/// The header at the start of decompressed manifest text that has arrived so
+/// far, and its length with the blank line: `Ok(None)` while it may still be
+/// coming (no blank line yet, less than [`MAX_HEADER`], not `at_end`). For
+/// checking a manifest while it downloads; [`EntryReader`] checks it all again.
+pub(crate) fn header_of_prefix(
+    text: &[u8],
+    max_entries: u64,
+    at_end: bool,
+) -> Result<Option<(Header, u64)>, ManifestError> {
+    let ended = text.windows(2).any(|w| w == b"\n\n");
+    if !ended && !at_end && (text.len() as u64) < MAX_HEADER {
+        return Ok(None);
+    }
+    let mut lines = Lines::new(text, MAX_HEADER);
+    let header = parse_header(&mut lines, max_entries)?;
+    Ok(Some((header, lines.read)))
+}
+
+/// The most decompressed bytes a manifest whose header says `entries` can
+/// hold after its header: every entry line at its longest.
+pub(crate) fn max_body(entries: u64) -> u64 {
+    entries.saturating_mul(MAX_LINE + 1)
+}
+
 /// Decompressed lines, each at most [`MAX_LINE`], all together at most `max_bytes`.
 struct Lines<R: Read> {
     src: BufReader<std::io::Take<R>>,
@@ -628,7 +652,7 @@ fn os_path(raw: Vec<u8>) -> PathBuf {
 /// The largest zstd window a reader accepts: no more than the whole allowed
 /// text needs (so a tiny limit also bounds the decoder's memory), at least
 /// what our own level-3 encoder uses (2^21), at most zstd's default (2^27).
-fn window_log(max_bytes: u64) -> u32 {
+pub(crate) fn window_log(max_bytes: u64) -> u32 {
     let needed = 64 - max_bytes.saturating_sub(1).leading_zeros();
     needed.clamp(21, 27)
 }
