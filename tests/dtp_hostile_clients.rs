@@ -175,7 +175,7 @@ fn content(seed: usize, len: usize) -> Vec<u8> {
 /// service's answer soon waits on it.
 struct Holder {
     /// Kept open: the attack holds as long as the holder lives.
-    _stream: TcpStream,
+    stream: TcpStream,
     /// The status of the answer, or `None` if it closed without one.
     status: Option<u16>,
 }
@@ -198,10 +198,7 @@ fn hold(source: &str, to: SocketAddr, request: &[u8]) -> Holder {
     stream.set_read_timeout(Some(WAIT)).unwrap();
     stream.write_all(request).unwrap();
     let status = read_status(&mut stream);
-    Holder {
-        _stream: stream,
-        status,
-    }
+    Holder { stream, status }
 }
 
 /// Read up to the end of the answer's head (a little of its body may come
@@ -469,4 +466,37 @@ fn a_request_head_too_large_is_answered_and_logged_431() {
     let (status, head) = request(service.addr(), "GET / HTTP/1.1\r\nBad Header\r\n\r\n");
     assert_eq!(status, Some(400), "{head}");
     service.wait_logged(&[" 127.0.0.1 - \"-\" 400 "]);
+}
+
+#[test]
+fn a_batch_file_replaced_before_its_turn_breaks_the_answer_off_unsent() {
+    let service = Service::start(None);
+    // A file larger than any socket buffer here (4 MiB at most), so the
+    // answer is still in it when the client stops reading; then a small one.
+    let first = content(7, 7 << 20);
+    fs::write(service.repo().join("first"), &first).unwrap();
+    fs::write(service.repo().join("last"), content(8, 1000)).unwrap();
+    let list = "first\nlast\n";
+    let request = format!(
+        "POST /debian/data.dsync HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{list}",
+        list.len()
+    );
+    let mut holder = hold("127.0.0.1", service.addr(), request.as_bytes());
+    assert_eq!(holder.status, Some(200));
+    // Checked and announced; now replaced by rename, as a sync does, with a
+    // file of the same size.
+    let planted = vec![b'!'; 1000];
+    fs::write(service.repo().join("planted"), &planted).unwrap();
+    fs::rename(service.repo().join("planted"), service.repo().join("last")).unwrap();
+    let mut body = Vec::new();
+    let _ = holder.stream.read_to_end(&mut body);
+    let mut whole_first = (first.len() as u64).to_be_bytes().to_vec();
+    whole_first.extend_from_slice(&first);
+    assert_eq!(
+        body.len(),
+        whole_first.len(),
+        "the answer ends after the first file"
+    );
+    assert!(body == whole_first, "the first file arrived intact");
+    service.wait_logged(&[" POST \"/debian/data.dsync\" 200 7340040 ", " files=2"]);
 }

@@ -35,10 +35,9 @@ const MOTD_MAX: u64 = 64 * 1024;
 /// Seconds a client told 503 (no descriptor to spare) should wait.
 const RETRY_AFTER: &str = "10";
 /// Descriptors open at once to send a file: the repository root and the
-/// file, for a moment; the file alone after.
+/// file, for a moment (for a manifest, then the file and its header read
+/// again through `/proc/self/fd`); the file alone after.
 const OPEN_FILE: u32 = 2;
-/// To open a manifest: also its header, read again through `/proc/self/fd`.
-const OPEN_MANIFEST: u32 = 3;
 
 /// One client connection, as its requests see it.
 pub struct Conn {
@@ -198,7 +197,7 @@ async fn repos(config: &Config, shared: &Arc<Shared>) -> Response<Body> {
         .map(|r| (r.name.clone(), r.root.clone()))
         .collect();
     // One manifest open at a time.
-    let permit = match shared.budget.take(OPEN_MANIFEST) {
+    let permit = match shared.budget.take(OPEN_FILE) {
         Ok(permit) => permit,
         Err(spent) => return busy(&spent),
     };
@@ -250,7 +249,7 @@ fn open_manifest(
 
 /// `/REPO/data.dsync`: with its digest as ETag; `If-None-Match` answers 304.
 async fn manifest(headers: &HeaderMap, root: PathBuf, conn: &Arc<Conn>) -> Response<Body> {
-    let permit = match conn.shared.budget.take(OPEN_MANIFEST) {
+    let permit = match conn.shared.budget.take(OPEN_FILE) {
         Ok(permit) => permit,
         Err(spent) => return busy(&spent),
     };
