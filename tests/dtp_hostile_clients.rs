@@ -441,13 +441,15 @@ fn held_batches_and_unread_downloads_cannot_run_the_service_out_of_descriptors()
     let out = down.sync();
     down.assert_synced(&out, &service);
     assert!(errors_logged(&service.access_log()).is_empty());
-    // The service said what it has to spend.
+    // The service said what it has to spend, and when it was spent.
+    let said = service.output();
+    for line in said.lines().filter(|l| l.contains("file descriptors")) {
+        eprintln!("service: {line}");
+    }
     assert!(
-        service
-            .output()
-            .contains(&format!("file descriptors: limit {LIMIT}, ")),
-        "{}",
-        service.output()
+        said.contains(&format!("file descriptors: limit {LIMIT}, "))
+            && said.contains("file descriptors for clients are in use"),
+        "{said}"
     );
 }
 
