@@ -4,11 +4,19 @@
 //! less than a request each this way.
 //!
 //! Every path is held to the rules of a single `GET` ([`paths::batch_path`],
-//! [`open::open_file`]) and every file is opened before the answer starts,
-//! so a batch is refused as a whole or sent whole (a file that shrinks while
-//! it is sent breaks the response off, as for a `GET`).
+//! [`open::open_file`]) and every file is opened and checked before the
+//! answer starts, so a batch is refused as a whole or sent whole.
+//!
+//! Checked files are closed again at once and reopened one at a time as the
+//! answer reaches them: a batch holds two descriptors (its repository root
+//! and the file being sent), not one per file, however slowly its client
+//! reads. A file reopened must be the one checked (same device, inode and
+//! size), or the response breaks off, as a `GET`'s does when its file
+//! shrinks; the client then asks again from the first file missing.
 
 use std::fs::File;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -19,7 +27,8 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Response, StatusCode};
 
 use super::body::{self, Body};
-use super::http::{Conn, status, text, throttle};
+use super::descriptors::{Permit, Spent};
+use super::http::{Conn, busy, status, text, throttle, unavailable};
 use super::open::{self, OpenError};
 use super::paths::{self, Refusal};
 
@@ -31,6 +40,9 @@ pub const MAX_BYTES: u64 = 8 << 20;
 const MAX_REQUEST: usize = 1 << 20;
 /// The header on the manifest that says batches are served, and their limits.
 pub const HEADER: &str = crate::dtp::BATCH_HEADER;
+/// Descriptors a batch holds from its check to its last byte: the
+/// repository root and one file.
+const DESCRIPTORS: u32 = 2;
 
 /// The value of [`HEADER`].
 pub fn advertised() -> HeaderValue {
@@ -60,6 +72,10 @@ enum BatchError {
     Path { line: usize, refusal: Refusal },
     #[error("line {line}: not found")]
     NotFound { line: usize },
+    #[error("{0}")]
+    Busy(Spent),
+    #[error("out of file descriptors: {0}")]
+    Descriptors(std::io::Error),
     #[error("cannot open a served file: {0}")]
     Io(std::io::Error),
 }
@@ -78,6 +94,7 @@ impl BatchError {
                 Refusal::NotFound => StatusCode::NOT_FOUND,
             },
             BatchError::NotFound { .. } => StatusCode::NOT_FOUND,
+            BatchError::Busy(_) | BatchError::Descriptors(_) => StatusCode::SERVICE_UNAVAILABLE,
             BatchError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -87,9 +104,13 @@ impl BatchError {
 pub async fn respond(body: Incoming, root: PathBuf, conn: &Arc<Conn>) -> Response<Body> {
     match prepare(body, root, conn).await {
         Ok(files) => stream(files, conn),
+        Err(BatchError::Busy(spent)) => busy(&spent),
         Err(e) => {
-            if let BatchError::Io(e) = &e {
+            if let BatchError::Io(e) | BatchError::Descriptors(e) = &e {
                 super::say(&format!("cannot open a served file: {e}"));
+            }
+            if let BatchError::Descriptors(_) = e {
+                return unavailable();
             }
             let code = e.status();
             text(code, format!("{} batch refused: {e}\n", code.as_u16()))
@@ -97,9 +118,53 @@ pub async fn respond(body: Incoming, root: PathBuf, conn: &Arc<Conn>) -> Respons
     }
 }
 
-fn stream(files: Vec<(File, u64)>, conn: &Arc<Conn>) -> Response<Body> {
-    let count = files.len() as u64;
-    let length: u64 = files.iter().map(|(_, len)| 8 + len).sum();
+/// The files of a batch, checked; each reopened when its turn comes.
+pub struct Files {
+    /// The repository root, open for the batch's whole answer.
+    dir: OwnedFd,
+    files: Vec<Checked>,
+    /// The root's descriptor and the one of the file being sent.
+    _permit: Permit,
+}
+
+/// A file as it was when the batch was checked.
+struct Checked {
+    rel: Vec<u8>,
+    dev: u64,
+    ino: u64,
+    len: u64,
+}
+
+impl Files {
+    pub fn count(&self) -> usize {
+        self.files.len()
+    }
+
+    /// The length the answer announced for file `i`.
+    pub fn size(&self, i: usize) -> u64 {
+        self.files[i].len
+    }
+
+    /// Blocking: file `i` opened again, if it is still the file checked.
+    pub fn open(&self, i: usize) -> std::io::Result<File> {
+        let checked = &self.files[i];
+        let (file, meta) = open::open_below(&self.dir, &checked.rel).map_err(|e| match e {
+            OpenError::NotFound => std::io::ErrorKind::NotFound.into(),
+            OpenError::Descriptors(e) | OpenError::Io(e) => e,
+        })?;
+        if (meta.dev(), meta.ino(), meta.len()) != (checked.dev, checked.ino, checked.len) {
+            // Replaced or resized since: what was announced cannot be sent.
+            return Err(std::io::Error::other(
+                "a file of the batch changed while the batch was sent",
+            ));
+        }
+        Ok(file)
+    }
+}
+
+fn stream(files: Files, conn: &Arc<Conn>) -> Response<Body> {
+    let count = files.count() as u64;
+    let length: u64 = files.files.iter().map(|f| 8 + f.len).sum();
     let mut r = Response::new(body::files(files, throttle(conn)));
     let headers = r.headers_mut();
     headers.insert(
@@ -111,17 +176,23 @@ fn stream(files: Vec<(File, u64)>, conn: &Arc<Conn>) -> Response<Body> {
     r
 }
 
-/// The list read, every path checked and every file opened; or why not.
-async fn prepare(
-    body: Incoming,
-    root: PathBuf,
-    conn: &Arc<Conn>,
-) -> Result<Vec<(File, u64)>, BatchError> {
+/// The list read, every path and every file checked; or why not.
+async fn prepare(body: Incoming, root: PathBuf, conn: &Arc<Conn>) -> Result<Files, BatchError> {
     let list = read_list(body, conn).await?;
     let rels = parse(&list)?;
-    tokio::task::spawn_blocking(move || open_all(&root, &rels))
+    let permit = conn
+        .shared
+        .budget
+        .take(DESCRIPTORS)
+        .map_err(BatchError::Busy)?;
+    let (dir, files) = tokio::task::spawn_blocking(move || check_all(&root, rels))
         .await
-        .map_err(|e| BatchError::Io(std::io::Error::other(e)))?
+        .map_err(|e| BatchError::Io(std::io::Error::other(e)))??;
+    Ok(Files {
+        dir,
+        files,
+        _permit: permit,
+    })
 }
 
 /// The request body, within [`MAX_REQUEST`] and the request-head deadline.
@@ -155,25 +226,36 @@ fn parse(list: &[u8]) -> Result<Vec<Vec<u8>>, BatchError> {
         .collect()
 }
 
-/// Blocking: open every file as a `GET` would, within [`MAX_BYTES`].
-fn open_all(root: &std::path::Path, rels: &[Vec<u8>]) -> Result<Vec<(File, u64)>, BatchError> {
+/// Blocking: open every file as a `GET` would, one at a time, within
+/// [`MAX_BYTES`]; the root stays open, each file is closed once checked.
+fn check_all(
+    root: &std::path::Path,
+    rels: Vec<Vec<u8>>,
+) -> Result<(OwnedFd, Vec<Checked>), BatchError> {
     let mut files = Vec::with_capacity(rels.len());
     let mut bytes = 0u64;
     let dir = open::open_root(root).map_err(|e| at_line(1, e))?;
-    for (i, rel) in rels.iter().enumerate() {
-        let (file, meta) = open::open_below(&dir, rel).map_err(|e| at_line(i + 1, e))?;
+    for (i, rel) in rels.into_iter().enumerate() {
+        let (file, meta) = open::open_below(&dir, &rel).map_err(|e| at_line(i + 1, e))?;
+        drop(file);
         bytes += meta.len();
         if bytes > MAX_BYTES {
             return Err(BatchError::TooManyBytes);
         }
-        files.push((file, meta.len()));
+        files.push(Checked {
+            rel,
+            dev: meta.dev(),
+            ino: meta.ino(),
+            len: meta.len(),
+        });
     }
-    Ok(files)
+    Ok((dir, files))
 }
 
 fn at_line(line: usize, e: OpenError) -> BatchError {
     match e {
         OpenError::NotFound => BatchError::NotFound { line },
+        OpenError::Descriptors(e) => BatchError::Descriptors(e),
         OpenError::Io(e) => BatchError::Io(e),
     }
 }
@@ -209,6 +291,41 @@ mod tests {
             parse(many.as_bytes()),
             Err(BatchError::TooManyFiles)
         ));
+    }
+
+    /// `names` checked as a batch of the repository at `root`.
+    fn checked(root: &std::path::Path, names: &[&str]) -> Files {
+        let rels = names.iter().map(|n| n.as_bytes().to_vec()).collect();
+        let (dir, files) = check_all(root, rels).unwrap();
+        let budget = super::super::descriptors::Budget::new(1024, 0);
+        Files {
+            dir,
+            files,
+            _permit: budget.take(DESCRIPTORS).unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_file_reopened_must_be_the_file_checked() {
+        use std::io::Read;
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["same", "renamed", "grown", "gone"] {
+            std::fs::write(dir.path().join(name), b"four").unwrap();
+        }
+        let files = checked(dir.path(), &["same", "renamed", "grown", "gone"]);
+        assert_eq!(files.count(), 4);
+        assert_eq!(files.size(0), 4);
+        // Replaced by rename (a new inode), resized in place, removed.
+        std::fs::write(dir.path().join("new"), b"FOUR").unwrap();
+        std::fs::rename(dir.path().join("new"), dir.path().join("renamed")).unwrap();
+        std::fs::write(dir.path().join("grown"), b"four more").unwrap();
+        std::fs::remove_file(dir.path().join("gone")).unwrap();
+        let mut text = String::new();
+        files.open(0).unwrap().read_to_string(&mut text).unwrap();
+        assert_eq!(text, "four");
+        for i in 1..4 {
+            assert!(files.open(i).is_err(), "file {i} changed: not sent");
+        }
     }
 
     #[test]

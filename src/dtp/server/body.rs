@@ -4,7 +4,6 @@
 //! was sent and writes the access-log line when the body is done or dropped
 //! (a client gone mid-download is logged with what it got).
 
-use std::collections::VecDeque;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::pin::Pin;
@@ -20,6 +19,8 @@ use http_body_util::{BodyExt, Empty, Full, StreamBody};
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
 
 use super::access_log::{AccessLog, Record};
+use super::batch::Files;
+use super::descriptors::HeldFile;
 use super::limits::{self, Client};
 use super::sendfile::{self, Outbox};
 
@@ -43,8 +44,10 @@ pub struct Throttle {
     pub rate: Arc<dyn Fn() -> Option<u64> + Send + Sync>,
 }
 
+/// A large file of a batch being sent in chunks; opened with its first.
 struct Reading {
-    file: Arc<File>,
+    index: usize,
+    file: Option<File>,
     offset: u64,
     remaining: u64,
     throttle: Throttle,
@@ -53,7 +56,13 @@ struct Reading {
 /// `len` bytes of `file` from `offset`, sent by the connection's socket
 /// straight from the page cache: the body itself only hands hyper
 /// placeholders, chunk by chunk, throttled as any other body.
-pub fn file(file: File, offset: u64, len: u64, throttle: Throttle, outbox: Arc<Outbox>) -> Body {
+pub fn file(
+    file: HeldFile,
+    offset: u64,
+    len: u64,
+    throttle: Throttle,
+    outbox: Arc<Outbox>,
+) -> Body {
     static IDS: AtomicU64 = AtomicU64::new(0);
     let state = Placeholders {
         file: Arc::new(file),
@@ -70,7 +79,7 @@ pub fn file(file: File, offset: u64, len: u64, throttle: Throttle, outbox: Arc<O
 
 /// A file body in flight: what is left to hand out.
 struct Placeholders {
-    file: Arc<File>,
+    file: Arc<HeldFile>,
     offset: u64,
     remaining: u64,
     throttle: Throttle,
@@ -119,11 +128,13 @@ impl Drop for Placeholders {
 }
 
 /// A batch (protocol 1.1): each file as its length (8 bytes, big-endian)
-/// then `length` bytes of it, in the order given. Small files are read
-/// several at a time, in one trip to a blocking thread.
-pub fn files(files: Vec<(File, u64)>, throttle: Throttle) -> Body {
+/// then `length` bytes of it, in the order given. Each file is opened when
+/// its turn comes and closed when sent; small files are read several at a
+/// time, in one trip to a blocking thread.
+pub fn files(files: Files, throttle: Throttle) -> Body {
     let state = Batch {
-        queue: files.into(),
+        files: Arc::new(files),
+        next: 0,
         current: None,
         throttle,
     };
@@ -132,7 +143,9 @@ pub fn files(files: Vec<(File, u64)>, throttle: Throttle) -> Body {
 }
 
 struct Batch {
-    queue: VecDeque<(File, u64)>,
+    files: Arc<Files>,
+    /// The first file not yet started.
+    next: usize,
     /// A large file being sent in chunks.
     current: Option<Reading>,
     throttle: Throttle,
@@ -140,33 +153,33 @@ struct Batch {
 
 async fn next_piece(mut st: Batch) -> std::io::Result<Option<(Bytes, Batch)>> {
     if let Some(reading) = st.current.take()
-        && let Some((chunk, reading)) = next_chunk(reading).await?
+        && let Some((chunk, reading)) = next_chunk(reading, &st.files).await?
     {
         st.current = Some(reading);
         return Ok(Some((chunk, st)));
     }
     let rate = (st.throttle.rate)();
     let group = limits::chunk_size(rate) as u64;
-    let Some((_, len)) = st.queue.front() else {
+    if st.next == st.files.count() {
         return Ok(None);
-    };
+    }
+    let len = st.files.size(st.next);
     if 8 + len > group {
-        let (file, len) = st.queue.pop_front().expect("a front");
         st.current = Some(Reading {
-            file: Arc::new(file),
+            index: st.next,
+            file: None,
             offset: 0,
             remaining: len,
             throttle: st.throttle.clone(),
         });
+        st.next += 1;
         return Ok(Some((Bytes::copy_from_slice(&len.to_be_bytes()), st)));
     }
-    let mut small = Vec::new();
+    let first = st.next;
     let mut bytes = 0;
-    while let Some((_, len)) = st.queue.front()
-        && bytes + 8 + len <= group
-    {
-        bytes += 8 + len;
-        small.push(st.queue.pop_front().expect("a front"));
+    while st.next < st.files.count() && bytes + 8 + st.files.size(st.next) <= group {
+        bytes += 8 + st.files.size(st.next);
+        st.next += 1;
     }
     if let Some(rate) = rate {
         let wait = st.throttle.client.reserve(bytes, rate);
@@ -174,26 +187,36 @@ async fn next_piece(mut st: Batch) -> std::io::Result<Option<(Bytes, Batch)>> {
             tokio::time::sleep(wait).await;
         }
     }
-    let piece = tokio::task::spawn_blocking(move || read_small(&small, bytes as usize))
+    let (files, small) = (Arc::clone(&st.files), first..st.next);
+    let piece = tokio::task::spawn_blocking(move || read_small(&files, small, bytes as usize))
         .await
         .map_err(std::io::Error::other)??;
     Ok(Some((piece, st)))
 }
 
-/// Small files whole, each after its length.
-fn read_small(files: &[(File, u64)], bytes: usize) -> std::io::Result<Bytes> {
+/// Small files whole, each after its length, opened one at a time.
+fn read_small(
+    files: &Files,
+    small: std::ops::Range<usize>,
+    bytes: usize,
+) -> std::io::Result<Bytes> {
     let mut out = Vec::with_capacity(bytes);
-    for (file, len) in files {
+    for i in small {
+        let len = files.size(i);
+        let file = files.open(i)?;
         out.extend_from_slice(&len.to_be_bytes());
         let start = out.len();
-        out.resize(start + *len as usize, 0);
+        out.resize(start + len as usize, 0);
         // A file that shrank ends the response short: the client asks again.
         file.read_exact_at(&mut out[start..], 0)?;
     }
     Ok(Bytes::from(out))
 }
 
-async fn next_chunk(mut st: Reading) -> std::io::Result<Option<(Bytes, Reading)>> {
+async fn next_chunk(
+    mut st: Reading,
+    files: &Arc<Files>,
+) -> std::io::Result<Option<(Bytes, Reading)>> {
     if st.remaining == 0 {
         return Ok(None);
     }
@@ -205,12 +228,16 @@ async fn next_chunk(mut st: Reading) -> std::io::Result<Option<(Bytes, Reading)>
             tokio::time::sleep(wait).await;
         }
     }
-    let (file, offset) = (Arc::clone(&st.file), st.offset);
-    let chunk = tokio::task::spawn_blocking(move || {
+    let (files, index, file, offset) = (Arc::clone(files), st.index, st.file.take(), st.offset);
+    let (file, chunk) = tokio::task::spawn_blocking(move || {
+        let file = match file {
+            Some(file) => file,
+            None => files.open(index)?,
+        };
         let mut buf = vec![0; want];
         let n = file.read_at(&mut buf, offset)?;
         buf.truncate(n);
-        Ok::<_, std::io::Error>(buf)
+        Ok::<_, std::io::Error>((file, buf))
     })
     .await
     .map_err(std::io::Error::other)??;
@@ -220,6 +247,8 @@ async fn next_chunk(mut st: Reading) -> std::io::Result<Option<(Bytes, Reading)>
     }
     st.offset += chunk.len() as u64;
     st.remaining -= chunk.len() as u64;
+    // Closed once sent: the batch's descriptor is for the next file.
+    st.file = (st.remaining > 0).then_some(file);
     Ok(Some((Bytes::from(chunk), st)))
 }
 

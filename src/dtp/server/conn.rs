@@ -20,7 +20,8 @@ use super::limits::Slot;
 use super::sendfile::ZeroCopy;
 use super::state::Shared;
 
-/// Request heads (line and headers) larger than this are refused by hyper.
+/// Request heads (line and headers) larger than this are refused by hyper
+/// (431).
 const MAX_HEAD: usize = 32 * 1024;
 
 /// Serve `stream` until the client leaves, times out, or `stopping` turns true.
@@ -73,12 +74,17 @@ pub async fn serve(
 }
 
 /// Connections that end without any request the service answered: a head that
-/// never completed (408) or could not be parsed (400). Broken downloads are
-/// logged by their request already.
+/// never completed (408), was too large (431) or could not be parsed (400),
+/// logged with the status hyper answered. Broken downloads are logged by
+/// their request already.
 fn log_failure(shared: &Shared, peer: IpAddr, conn: &Conn, e: &hyper::Error, started: Instant) {
     let status = if e.is_timeout() && conn.requests.load(Ordering::Relaxed) == 0 {
         408
-    } else if e.is_parse() || e.is_parse_too_large() {
+    } else if e.is_parse_too_large() {
+        // hyper answers 414 only for a URI over 64 KiB, which a head of at
+        // most MAX_HEAD cannot hold: every "too large" here was a 431.
+        431
+    } else if e.is_parse() {
         400
     } else {
         return;

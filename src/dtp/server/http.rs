@@ -19,6 +19,7 @@ use super::access_log::Record;
 use super::batch::{self, BatchFiles};
 use super::body::{self, Body, Logged, Throttle};
 use super::config::Config;
+use super::descriptors::{HeldFile, Spent};
 use super::headers;
 use super::limits::Client;
 use super::open::{self, OpenError};
@@ -31,6 +32,12 @@ use crate::dtp::manifest::Header;
 
 /// The largest motd shown.
 const MOTD_MAX: u64 = 64 * 1024;
+/// Seconds a client told 503 (no descriptor to spare) should wait.
+const RETRY_AFTER: &str = "10";
+/// Descriptors open at once to send a file: the repository root and the
+/// file, for a moment (for a manifest, then the file and its header read
+/// again through `/proc/self/fd`); the file alone after.
+const OPEN_FILE: u32 = 2;
 
 /// One client connection, as its requests see it.
 pub struct Conn {
@@ -113,7 +120,7 @@ async fn respond(req: Request<Incoming>, target: &str, conn: &Arc<Conn>) -> Resp
     }
     let response = match route {
         Err(refusal) => refused(&refusal),
-        Ok(Route::Index) => index(&config).await,
+        Ok(Route::Index) => index(&config, conn).await,
         Ok(Route::Repos) => repos(&config, &conn.shared).await,
         Ok(Route::Manifest { repo }) => match config.repo(&repo) {
             Some(r) => manifest(req.headers(), r.root.clone(), conn).await,
@@ -142,12 +149,18 @@ fn refused(refusal: &Refusal) -> Response<Body> {
 }
 
 /// `/`: the motd, a blank line, then one repository name per line.
-async fn index(config: &Config) -> Response<Body> {
+async fn index(config: &Config, conn: &Arc<Conn>) -> Response<Body> {
     let motd = match config.motd.clone() {
-        Some(path) => tokio::task::spawn_blocking(move || read_motd(&path))
-            .await
-            .ok()
-            .flatten(),
+        Some(path) => {
+            let permit = match conn.shared.budget.take(1) {
+                Ok(permit) => permit,
+                Err(spent) => return busy(&spent),
+            };
+            let motd = tokio::task::spawn_blocking(move || read_motd(&path));
+            let motd = motd.await.ok().flatten();
+            drop(permit);
+            motd
+        }
         None => None,
     };
     let mut out = String::new();
@@ -183,8 +196,14 @@ async fn repos(config: &Config, shared: &Arc<Shared>) -> Response<Body> {
         .iter()
         .map(|r| (r.name.clone(), r.root.clone()))
         .collect();
+    // One manifest open at a time.
+    let permit = match shared.budget.take(OPEN_FILE) {
+        Ok(permit) => permit,
+        Err(spent) => return busy(&spent),
+    };
     let shared = Arc::clone(shared);
     let json = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
         let items: Vec<serde_json::Value> = list
             .iter()
             .map(|(name, root)| {
@@ -230,6 +249,10 @@ fn open_manifest(
 
 /// `/REPO/data.dsync`: with its digest as ETag; `If-None-Match` answers 304.
 async fn manifest(headers: &HeaderMap, root: PathBuf, conn: &Arc<Conn>) -> Response<Body> {
+    let permit = match conn.shared.budget.take(OPEN_FILE) {
+        Ok(permit) => permit,
+        Err(spent) => return busy(&spent),
+    };
     let shared = Arc::clone(&conn.shared);
     let opened = tokio::task::spawn_blocking(move || open_manifest(&shared, &root)).await;
     let (file, meta, header) = match opened {
@@ -248,6 +271,7 @@ async fn manifest(headers: &HeaderMap, root: PathBuf, conn: &Arc<Conn>) -> Respo
         set(&mut r, header::ETAG, etag);
         return r;
     }
+    let file = HeldFile::new(file, permit.keep(1));
     let mut r = send_file(headers, file, &meta, conn);
     if let Some(etag) = &etag {
         set(&mut r, header::ETAG, etag);
@@ -263,8 +287,14 @@ async fn file(
     rel: Vec<u8>,
     conn: &Arc<Conn>,
 ) -> Response<Body> {
+    let permit = match conn.shared.budget.take(OPEN_FILE) {
+        Ok(permit) => permit,
+        Err(spent) => return busy(&spent),
+    };
     match tokio::task::spawn_blocking(move || open::open_file(&root, &rel)).await {
-        Ok(Ok((file, meta))) => send_file(headers, file, &meta, conn),
+        Ok(Ok((file, meta))) => {
+            send_file(headers, HeldFile::new(file, permit.keep(1)), &meta, conn)
+        }
         Ok(Err(e)) => open_failed(&e),
         Err(_) => status(StatusCode::INTERNAL_SERVER_ERROR),
     }
@@ -273,6 +303,10 @@ async fn file(
 fn open_failed(e: &OpenError) -> Response<Body> {
     match e {
         OpenError::NotFound => status(StatusCode::NOT_FOUND),
+        OpenError::Descriptors(e) => {
+            super::say(&format!("cannot open a served file: {e}"));
+            unavailable()
+        }
         OpenError::Io(e) => {
             super::say(&format!("cannot open a served file: {e}"));
             status(StatusCode::INTERNAL_SERVER_ERROR)
@@ -281,7 +315,12 @@ fn open_failed(e: &OpenError) -> Response<Body> {
 }
 
 /// The whole file, or the range asked for (206), or 416.
-fn send_file(headers: &HeaderMap, file: File, meta: &Metadata, conn: &Arc<Conn>) -> Response<Body> {
+fn send_file(
+    headers: &HeaderMap,
+    file: HeldFile,
+    meta: &Metadata,
+    conn: &Arc<Conn>,
+) -> Response<Body> {
     let size = meta.len();
     let span = match headers.get(header::RANGE) {
         None => None,
@@ -345,6 +384,24 @@ pub(super) fn text(code: StatusCode, text: String) -> Response<Body> {
     *r.status_mut() = code;
     set(&mut r, header::CONTENT_TYPE, "text/plain; charset=utf-8");
     set(&mut r, header::CONTENT_LENGTH, &len.to_string());
+    r
+}
+
+/// 503 for a request that would need more file descriptors than the
+/// budget has left: the client comes back later.
+pub(super) fn busy(spent: &Spent) -> Response<Body> {
+    let mut r = text(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("503 service unavailable: {spent}; try again in a few seconds\n"),
+    );
+    set(&mut r, header::RETRY_AFTER, RETRY_AFTER);
+    r
+}
+
+/// 503 where the system, not the budget, had no descriptor left.
+pub(super) fn unavailable() -> Response<Body> {
+    let mut r = status(StatusCode::SERVICE_UNAVAILABLE);
+    set(&mut r, header::RETRY_AFTER, RETRY_AFTER);
     r
 }
 

@@ -14,7 +14,9 @@
 //!   files only (`open`); our own temporary files are never served.
 //! - Limits: a per-address connection cap (503), a deadline for request heads
 //!   and idle keep-alive, a deadline for stuck writes, an optional per-address
-//!   bandwidth limit shared by that address's downloads.
+//!   bandwidth limit shared by that address's downloads, and a budget of file
+//!   descriptors (`descriptors`: the soft limit raised to the hard one, each
+//!   socket and open file counted, 503 when it is spent).
 //! - Privileges ([`privileges`]): started as root, the service binds, opens
 //!   its access log and writes its pid file, then becomes `dtp-user` for good
 //!   (`nobody` without one, as rsync's daemon) before it listens; then it
@@ -34,6 +36,7 @@ mod batch;
 mod body;
 pub mod config;
 mod conn;
+mod descriptors;
 pub mod firewall;
 mod headers;
 mod held_home;
@@ -118,6 +121,7 @@ pub fn serve(
     if privileges::is_root() && identity == Identity::Stay {
         return Err(ServeError::Root);
     }
+    let limit = descriptors::raise_limit();
     // Network-bound: a few threads do; reads run on the blocking pool.
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 4));
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -216,7 +220,10 @@ pub fn serve(
         let listener =
             listener::listen(socket).map_err(|source| ServeError::Bind { addr: bound, source })?;
         say(&format!("listening on {bound}: {}", summary(&config)));
-        let shared = Arc::new(state::Shared::new(config, log, state::Timeouts::from_env()));
+        let budget = descriptors::Budget::new(limit.now, descriptors::open_now());
+        say_budget(limit, &budget);
+        let timeouts = state::Timeouts::from_env();
+        let shared = Arc::new(state::Shared::new(config, log, timeouts, budget));
         run::run(listener, shared, held, dropped)
             .await
             .map_err(ServeError::Run)
@@ -244,6 +251,26 @@ pub(crate) fn summary(config: &Config) -> String {
         },
         config.maxconn
     )
+}
+
+/// The descriptor limit and what clients may use of it, for the service log.
+fn say_budget(limit: descriptors::Limit, budget: &descriptors::Budget) {
+    let raised = if limit.now > limit.was {
+        format!(" (raised from {} to the hard limit)", limit.was)
+    } else {
+        String::new()
+    };
+    say(&format!(
+        "file descriptors: limit {}{raised}, {} for connections and open files",
+        limit.now,
+        budget.size()
+    ));
+    if budget.is_small() {
+        say(&format!(
+            "warning: {} file descriptors are few for a service: raise its limit              (LimitNOFILE= in its unit, or ulimit -Hn)",
+            limit.now
+        ));
+    }
 }
 
 /// A line of the service log (standard error), timestamped.

@@ -19,7 +19,11 @@ pub enum OpenError {
     /// Missing, not a regular file, a symlink on the way, or outside.
     #[error("not found")]
     NotFound,
-    /// Out of descriptors or memory, or an I/O error: the server's problem.
+    /// The process or the system is out of file descriptors: busy, not
+    /// broken (the budget should prevent it; other processes may not).
+    #[error("{0}")]
+    Descriptors(std::io::Error),
+    /// Out of memory, or an I/O error: the server's problem.
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -96,9 +100,8 @@ fn walk(dir: &OwnedFd, rel: &[u8]) -> Result<OwnedFd, Errno> {
 
 fn classify(errno: Errno) -> OpenError {
     match errno {
-        Errno::MFILE | Errno::NFILE | Errno::NOMEM | Errno::IO | Errno::NOSYS => {
-            OpenError::Io(errno.into())
-        }
+        Errno::MFILE | Errno::NFILE => OpenError::Descriptors(errno.into()),
+        Errno::NOMEM | Errno::IO | Errno::NOSYS => OpenError::Io(errno.into()),
         // ENOENT, ENOTDIR, ELOOP (a symlink), EXDEV (outside), EACCES, ENXIO ...
         _ => OpenError::NotFound,
     }

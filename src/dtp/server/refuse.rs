@@ -3,9 +3,9 @@
 //! - An address firewall.conf does not allow gets no answer at all, as
 //!   KRFOSS's guide promises: the connection is closed at once, without a
 //!   byte, and logged with status 444 (nginx's "closed without response").
-//! - One over the per-address cap gets 503: read the request line if it
-//!   comes quickly (for the log), answer, and close without resetting the
-//!   answer away.
+//! - One over the per-address cap, or for which the descriptor budget has
+//!   no room, gets 503: read the request line if it comes quickly (for the
+//!   log), answer, and close without resetting the answer away.
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
@@ -41,7 +41,8 @@ pub fn silently(stream: TcpStream, peer: IpAddr, log: &AccessLog) {
     });
 }
 
-/// Answer 503 on `stream` (its address holds too many connections) and log it.
+/// Answer 503 on `stream` (its address holds too many connections, or the
+/// service too many descriptors) and log it.
 pub async fn busy(mut stream: TcpStream, peer: IpAddr, log: &AccessLog) {
     let started = Instant::now();
     let line = tokio::time::timeout(LINE_WAIT, read_line(&mut stream))

@@ -1,6 +1,6 @@
-//! The accept loop: firewall (closed without a word) and per-address cap
-//! (503) at the door, a task per
-//! connection, SIGHUP reloads, SIGTERM/SIGINT stop gracefully.
+//! The accept loop: firewall (closed without a word), per-address cap and
+//! descriptor budget (503) at the door, a task per connection, SIGHUP
+//! reloads, SIGTERM/SIGINT stop gracefully.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -15,9 +15,6 @@ use super::held_home::HeldHome;
 use super::privileges::{self, Account};
 use super::state::Shared;
 use super::{conn, refuse, say};
-
-/// Refusals being answered at once; beyond, a refused connection is simply closed.
-const MAX_REFUSING: usize = 256;
 
 /// Connection tasks still running; the stop waits for them.
 #[derive(Default)]
@@ -67,11 +64,10 @@ pub async fn run(
     let mut int = signal(SignalKind::interrupt())?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let tasks = Arc::new(Tasks::default());
-    let refusing = Arc::new(AtomicUsize::new(0));
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => admit(stream, peer, &shared, &tasks, &refusing, &stop_rx),
+                Ok((stream, peer)) => admit(stream, peer, &shared, &tasks, &stop_rx),
                 Err(e) => {
                     // Out of descriptors, usually: let connections finish.
                     say(&format!("accept failed: {e}"));
@@ -105,13 +101,13 @@ pub async fn run(
     Ok(())
 }
 
-/// The door: firewall, then the per-address cap, then a connection task.
+/// The door: firewall, then the per-address cap and a descriptor for the
+/// socket, then a connection task.
 fn admit(
     stream: TcpStream,
     peer: SocketAddr,
     shared: &Arc<Shared>,
     tasks: &Arc<Tasks>,
-    refusing: &Arc<AtomicUsize>,
     stop: &watch::Receiver<bool>,
 ) {
     let ip: IpAddr = peer.ip().to_canonical();
@@ -120,25 +116,29 @@ fn admit(
         return refuse::silently(stream, ip, &shared.log);
     }
     let Some(slot) = shared.clients.enter(ip, config.maxconn) else {
-        return turn_away(stream, ip, shared, refusing);
+        return turn_away(stream, ip, shared);
+    };
+    let Ok(socket) = shared.budget.take(1) else {
+        return turn_away(stream, ip, shared);
     };
     let guard = tasks.enter();
     let (shared, stop) = (Arc::clone(shared), stop.clone());
     tokio::spawn(async move {
         conn::serve(stream, ip, slot, shared, stop).await;
-        drop(guard);
+        drop((socket, guard));
     });
 }
 
-fn turn_away(stream: TcpStream, ip: IpAddr, shared: &Arc<Shared>, refusing: &Arc<AtomicUsize>) {
-    if refusing.fetch_add(1, Ordering::SeqCst) >= MAX_REFUSING {
-        refusing.fetch_sub(1, Ordering::SeqCst);
-        return; // dropped: closed without a word
-    }
-    let (shared, refusing) = (Arc::clone(shared), Arc::clone(refusing));
+/// Answer 503 and close, within the descriptors kept for refusals; beyond
+/// them, close at once without a word.
+fn turn_away(stream: TcpStream, ip: IpAddr, shared: &Arc<Shared>) {
+    let Some(permit) = shared.budget.refusal() else {
+        return;
+    };
+    let shared = Arc::clone(shared);
     tokio::spawn(async move {
         refuse::busy(stream, ip, &shared.log).await;
-        refusing.fetch_sub(1, Ordering::SeqCst);
+        drop(permit);
     });
 }
 

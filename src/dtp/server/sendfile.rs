@@ -36,6 +36,8 @@ use rustix::io::Errno;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
 
+use super::descriptors::HeldFile;
+
 /// The largest placeholder, so the largest chunk one body frame stands for.
 /// It lives in `.bss` and is never touched, so it costs no memory.
 pub const MAX_CHUNK: usize = 4 << 20;
@@ -65,7 +67,7 @@ pub struct Outbox {
 
 struct Range {
     id: u64,
-    file: Arc<File>,
+    file: Arc<HeldFile>,
     offset: u64,
     remaining: u64,
 }
@@ -73,7 +75,7 @@ struct Range {
 impl Outbox {
     /// The next `len` placeholder bytes are `file` from `offset` on; `id`
     /// names the range for [`Outbox::cancel`].
-    pub fn register(&self, id: u64, file: Arc<File>, offset: u64, len: u64) {
+    pub fn register(&self, id: u64, file: Arc<HeldFile>, offset: u64, len: u64) {
         if len > 0 {
             self.lock().push_back(Range {
                 id,
@@ -98,7 +100,7 @@ impl Outbox {
     }
 
     /// The file and offset of the next placeholder byte, and how many follow.
-    fn next(&self) -> Option<(Arc<File>, u64, u64)> {
+    fn next(&self) -> Option<(Arc<HeldFile>, u64, u64)> {
         let ranges = self.lock();
         let r = ranges.front()?;
         Some((Arc::clone(&r.file), r.offset, r.remaining))
@@ -259,10 +261,10 @@ mod tests {
         (a.unwrap().0, b.unwrap())
     }
 
-    fn file_of(bytes: &[u8]) -> Arc<File> {
+    fn file_of(bytes: &[u8]) -> Arc<HeldFile> {
         let mut f = tempfile::tempfile().unwrap();
         f.write_all(bytes).unwrap();
-        Arc::new(f)
+        Arc::new(HeldFile::unbudgeted(f))
     }
 
     #[tokio::test(flavor = "current_thread")]

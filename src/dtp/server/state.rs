@@ -1,11 +1,13 @@
 //! What every connection shares: the current configuration (swapped whole on
-//! reload), the access log, the per-address counters and the header cache.
+//! reload), the access log, the per-address counters, the descriptor budget
+//! and the header cache.
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use super::access_log::AccessLog;
 use super::config::Config;
+use super::descriptors::Budget;
 use super::headers::HeaderCache;
 use super::limits::Clients;
 
@@ -13,16 +15,18 @@ pub struct Shared {
     config: RwLock<Arc<Config>>,
     pub log: Arc<AccessLog>,
     pub clients: Arc<Clients>,
+    pub budget: Budget,
     pub headers: HeaderCache,
     pub timeouts: Timeouts,
 }
 
 impl Shared {
-    pub fn new(config: Config, log: AccessLog, timeouts: Timeouts) -> Shared {
+    pub fn new(config: Config, log: AccessLog, timeouts: Timeouts, budget: Budget) -> Shared {
         Shared {
             config: RwLock::new(Arc::new(config)),
             log: Arc::new(log),
             clients: Arc::default(),
+            budget,
             headers: HeaderCache::default(),
             timeouts,
         }
