@@ -138,7 +138,9 @@ pub(crate) fn status_hint(status: u16) -> &'static str {
             "; the repository is not served there, or it changed during the sync (the next run tries again)"
         }
         416 => "; the host refused a byte range",
-        503 => "; the host is busy (too many connections from this address): lower dtp-connections",
+        503 => {
+            "; the host is busy (too many connections from this address, or it is short of file descriptors): lower dtp-connections, or try again later"
+        }
         s if s >= 500 => "; the host has a problem, the next run tries again",
         _ => "",
     }
