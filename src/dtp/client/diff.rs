@@ -26,7 +26,7 @@ pub struct Plan {
     pub header: Header,
     /// Folders missing, or something else by their name: indices into
     /// `dirs` (each folder's path is kept once).
-    pub mkdirs: Vec<u32>,
+    pub mkdirs: Vec<usize>,
     /// Up-to-date files whose permission bits differ, with the mode to give.
     pub chmods: PathList,
     /// Stage one: files fetched and put in place one by one.
@@ -69,7 +69,7 @@ impl Plan {
 
     /// The folders to create, parents first.
     pub fn missing_dirs(&self) -> impl Iterator<Item = &Path> {
-        self.mkdirs.iter().map(|&i| self.dirs.get(i as usize).path)
+        self.mkdirs.iter().map(|&i| self.dirs.get(i).path)
     }
 }
 
@@ -121,7 +121,7 @@ pub struct Planner<R> {
 /// A manifest entry and, for a folder, its index in `Plan::dirs`.
 struct Next {
     entry: Entry,
-    dir: Option<u32>,
+    dir: Option<usize>,
 }
 
 impl Next {
@@ -227,9 +227,7 @@ impl<R: Iterator<Item = Result<Entry, ManifestError>>> Planner<R> {
             Kind::File => self.plan.upstream_files += 1,
             Kind::Dir => {
                 self.keep(entry.path.as_os_str().len() + PathList::ITEM_BYTES)?;
-                // Within u32: max_plan_bytes is checked first, and every
-                // folder costs more than a byte.
-                dir = Some(self.plan.dirs.len() as u32);
+                dir = Some(self.plan.dirs.len());
                 let path = bytes(&entry.path);
                 self.plan.dirs.push(path, dir_mode(&entry), entry.mtime);
             }
@@ -273,7 +271,7 @@ impl<R: Iterator<Item = Result<Entry, ManifestError>>> Planner<R> {
             Kind::Dir => {
                 // `advance` gave every folder its index.
                 if let Some(dir) = next.dir {
-                    self.keep(std::mem::size_of::<u32>())?;
+                    self.keep(std::mem::size_of::<usize>())?;
                     self.plan.mkdirs.push(dir);
                 }
             }
