@@ -48,7 +48,8 @@
 //!   root itself is not listed.
 //! - A valid path is relative, its components are separated by single `/`,
 //!   none is empty, `.` or `..`, none holds a NUL; at most 4096 bytes in all and
-//!   255 per component. A reader refuses any other manifest as a whole.
+//!   255 per component. A symlink's target is not empty, holds no NUL, and
+//!   has at most 4095 bytes. A reader refuses any other manifest as a whole.
 //! - Never listed: `data.dsync` itself and its temporary files, the client's
 //!   partial downloads (`*.dsync-part`, `.dsync-tmp-*`), rsync's `.~tmp~`
 //!   folders, `.dsync-cache` (older versions' hash cache) and `.dsync-emoff`. The upstream's

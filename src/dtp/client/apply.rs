@@ -17,9 +17,11 @@ use crate::dtp::manifest::Entry;
 
 /// Missing folders, in manifest order (parents first); a symlink or file
 /// where a folder belongs is replaced by a real folder.
-pub fn make_dirs(root: &Root, mkdirs: &PathList) -> Result<(), ClientError> {
-    for listed in mkdirs.iter() {
-        let rel = listed.path;
+pub fn make_dirs<'p>(
+    root: &Root,
+    mkdirs: impl Iterator<Item = &'p Path>,
+) -> Result<(), ClientError> {
+    for rel in mkdirs {
         let (dir, name) = parent(root, rel)?;
         safe::ensure_dir(dir.as_fd(), name)
             .map_err(|e| ClientError::local(root.path().join(rel), "create the folder", e))?;

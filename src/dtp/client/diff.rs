@@ -4,7 +4,9 @@
 //! The manifest and the local walk come in the same order (raw path bytes),
 //! so the plan is a merge of the two streams, entry by entry: memory is what
 //! needs doing, not the tree. Only folders are listed whole (their metadata
-//! is set last); the files to fetch in stage one go to a spool file.
+//! is set last); the files to fetch in stage one go to a spool file. What
+//! the plan keeps in memory is bounded by `Limits::max_plan_bytes`, so a
+//! hostile manifest cannot choose how much memory a sync takes.
 
 use std::collections::HashSet;
 use std::os::unix::ffi::OsStrExt;
@@ -15,12 +17,16 @@ use super::lists::{FileSpool, PathList};
 use super::local::{self, Local, LocalKind};
 use crate::dtp::manifest::{Entry, Header, Kind, ManifestError};
 
+/// Lines before a manifest's first entry (the header and the blank line).
+const HEADER_LINES: u64 = 7;
+
 /// What to do, each list in manifest order (a folder before what it holds).
 #[derive(Debug)]
 pub struct Plan {
     pub header: Header,
-    /// Folders missing, or something else by their name.
-    pub mkdirs: PathList,
+    /// Folders missing, or something else by their name: indices into
+    /// `dirs` (each folder's path is kept once).
+    pub mkdirs: Vec<usize>,
     /// Up-to-date files whose permission bits differ, with the mode to give.
     pub chmods: PathList,
     /// Stage one: files fetched and put in place one by one.
@@ -40,6 +46,9 @@ pub struct Plan {
     pub replaced: u64,
     /// Our leftovers from earlier runs (removed after a successful run).
     pub ours: Vec<PathBuf>,
+    /// Bytes of the partial downloads earlier runs left (`ours`): written
+    /// already, so not needed again.
+    pub partial_bytes: u64,
     /// Regular files the manifest lists, and the mirror has (shrink guard).
     pub upstream_files: u64,
     pub mirror_files: u64,
@@ -57,18 +66,25 @@ impl Plan {
     pub fn stage_two_bytes(&self) -> u64 {
         self.stage_two.iter().map(|e| e.size).sum()
     }
+
+    /// The folders to create, parents first.
+    pub fn missing_dirs(&self) -> impl Iterator<Item = &Path> {
+        self.mkdirs.iter().map(|&i| self.dirs.get(i).path)
+    }
 }
 
-/// The permission bits we give a file: never set-id or sticky bits, whatever
-/// a (possibly hostile) upstream lists.
+/// The permission bits we give a file: never set-id or sticky bits, and
+/// never writable by group or others, whatever a (possibly hostile) upstream
+/// lists: local users must not be able to change what the mirror serves.
 pub fn file_mode(entry: &Entry) -> u32 {
-    entry.mode & 0o777
+    entry.mode & 0o755
 }
 
 /// Folders stay writable and searchable by us, or the next sync could not
-/// update them.
+/// update them; never writable by group or others (a local user could plant
+/// files or symlinks there), never set-id; the sticky bit may stay.
 pub fn dir_mode(entry: &Entry) -> u32 {
-    (entry.mode & 0o777) | 0o700
+    (entry.mode & 0o1755) | 0o700
 }
 
 /// Why planning stopped.
@@ -90,25 +106,43 @@ impl From<ManifestError> for PlanError {
 pub struct Planner<R> {
     manifest: R,
     /// The manifest entry not yet merged.
-    next: Option<Entry>,
+    next: Option<Next>,
     plan: Plan,
     protect: HashSet<PathBuf>,
     max_delete: u64,
+    /// Entries read from the manifest so far (for the line of a refusal).
+    read: u64,
+    /// What the plan keeps in memory for the manifest's entries, and the most
+    /// it may (`Limits::max_plan_bytes`).
+    kept: u64,
+    max_kept: u64,
+}
+
+/// A manifest entry and, for a folder, its index in `Plan::dirs`.
+struct Next {
+    entry: Entry,
+    dir: Option<usize>,
+}
+
+impl Next {
+    fn path(&self) -> &[u8] {
+        bytes(&self.entry.path)
+    }
 }
 
 impl<R: Iterator<Item = Result<Entry, ManifestError>>> Planner<R> {
     /// `protect`: local paths never deleted though the manifest does not
-    /// list them.
+    /// list them; `max_plan_bytes`: see `Limits::max_plan_bytes`.
     pub fn new(
         header: Header,
         manifest: R,
         stage_one: FileSpool,
         protect: &[PathBuf],
-        max_delete: u64,
+        (max_delete, max_plan_bytes): (u64, u64),
     ) -> Result<Self, PlanError> {
         let plan = Plan {
             header,
-            mkdirs: PathList::default(),
+            mkdirs: Vec::new(),
             chmods: PathList::default(),
             stage_one,
             stage_two: Vec::new(),
@@ -118,6 +152,7 @@ impl<R: Iterator<Item = Result<Entry, ManifestError>>> Planner<R> {
             unlisted: 0,
             replaced: 0,
             ours: Vec::new(),
+            partial_bytes: 0,
             upstream_files: 0,
             mirror_files: 0,
             update_in_progress: None,
@@ -128,6 +163,9 @@ impl<R: Iterator<Item = Result<Entry, ManifestError>>> Planner<R> {
             plan,
             protect: protect.iter().cloned().collect(),
             max_delete,
+            read: 0,
+            kept: 0,
+            max_kept: max_plan_bytes,
         };
         planner.advance()?;
         Ok(planner)
@@ -137,23 +175,26 @@ impl<R: Iterator<Item = Result<Entry, ManifestError>>> Planner<R> {
     /// of the walk is not needed (the upstream is mid-update).
     pub fn local(&mut self, found: Local<'_>) -> Result<bool, PlanError> {
         if local::is_ours(&found) {
+            if found.stat.kind == LocalKind::File {
+                self.plan.partial_bytes += found.stat.size;
+            }
             self.plan.ours.push(local::path_buf(found.path));
             return Ok(true);
         }
         if local::is_excluded(&found) {
             return Ok(true);
         }
-        while let Some(entry) = self.next.take_if(|e| bytes(&e.path) < found.path) {
+        while let Some(next) = self.next.take_if(|e| e.path() < found.path) {
             self.advance()?;
-            self.missing(&entry)?;
+            self.missing(&next)?;
         }
         if self.plan.update_in_progress.is_some() {
             return Ok(false);
         }
-        match self.next.take_if(|e| bytes(&e.path) == found.path) {
-            Some(entry) => {
+        match self.next.take_if(|e| e.path() == found.path) {
+            Some(next) => {
                 self.advance()?;
-                self.both(&entry, &found)?;
+                self.both(&next, &found)?;
             }
             None => self.unlisted(&found),
         }
@@ -163,10 +204,10 @@ impl<R: Iterator<Item = Result<Entry, ManifestError>>> Planner<R> {
     /// The rest of the manifest; the plan, once the whole manifest has been
     /// read and found valid (not before: nothing may act on a part of it).
     pub fn finish(mut self) -> Result<Plan, PlanError> {
-        while let Some(entry) = self.next.take() {
+        while let Some(next) = self.next.take() {
             self.advance()?;
             if self.plan.update_in_progress.is_none() {
-                self.missing(&entry)?;
+                self.missing(&next)?;
             }
         }
         // Collected in manifest order: reversed, a folder's contents go first.
@@ -176,52 +217,94 @@ impl<R: Iterator<Item = Result<Entry, ManifestError>>> Planner<R> {
 
     /// The next manifest entry into `next`; what every listed entry counts for.
     fn advance(&mut self) -> Result<(), PlanError> {
-        self.next = self.manifest.next().transpose()?;
-        let Some(entry) = &self.next else {
+        let Some(entry) = self.manifest.next().transpose()? else {
+            self.next = None;
             return Ok(());
         };
+        self.read += 1;
+        let mut dir = None;
         match entry.kind {
             Kind::File => self.plan.upstream_files += 1,
-            Kind::Dir => self
-                .plan
-                .dirs
-                .push(bytes(&entry.path), dir_mode(entry), entry.mtime),
+            Kind::Dir => {
+                self.keep(entry.path.as_os_str().len() + PathList::ITEM_BYTES)?;
+                dir = Some(self.plan.dirs.len());
+                let path = bytes(&entry.path);
+                self.plan.dirs.push(path, dir_mode(&entry), entry.mtime);
+            }
             Kind::Symlink => {}
         }
         if self.plan.update_in_progress.is_none() && is_update_in_progress(&entry.path) {
             self.plan.update_in_progress = Some(entry.path.clone());
         }
+        self.next = Some(Next { entry, dir });
         Ok(())
     }
 
+    /// Count `cost` bytes more of memory for the plan; refuse the manifest
+    /// once over the limit, before that memory is taken.
+    fn keep(&mut self, cost: usize) -> Result<(), PlanError> {
+        self.kept = self.kept.saturating_add(cost as u64);
+        if self.kept <= self.max_kept {
+            return Ok(());
+        }
+        Err(PlanError::Manifest(ManifestError::Invalid {
+            line: HEADER_LINES + self.read,
+            reason: format!(
+                "its folders, symlinks, index files and mode changes take more than {} bytes \
+                 of memory to plan (a client's max_plan_bytes, dtp(7))",
+                self.max_kept
+            ),
+        }))
+    }
+
+    /// Keep a whole entry (a symlink or an index file) in the plan.
+    fn keep_entry(&mut self, entry: &Entry) -> Result<Entry, PlanError> {
+        let target = entry.target.as_ref().map_or(0, |t| t.as_os_str().len());
+        self.keep(std::mem::size_of::<Entry>() + entry.path.as_os_str().len() + target)?;
+        Ok(entry.clone())
+    }
+
     /// Listed, not here.
-    fn missing(&mut self, entry: &Entry) -> Result<(), PlanError> {
+    fn missing(&mut self, next: &Next) -> Result<(), PlanError> {
+        let entry = &next.entry;
         match entry.kind {
-            Kind::Dir => self.plan.mkdirs.push(bytes(&entry.path), 0, 0),
-            Kind::Symlink => self.plan.links.push(entry.clone()),
+            Kind::Dir => {
+                // `advance` gave every folder its index.
+                if let Some(dir) = next.dir {
+                    self.keep(std::mem::size_of::<usize>())?;
+                    self.plan.mkdirs.push(dir);
+                }
+            }
+            Kind::Symlink => {
+                let link = self.keep_entry(entry)?;
+                self.plan.links.push(link);
+            }
             Kind::File => self.fetch(entry)?,
         }
         Ok(())
     }
 
     /// Listed and here: the same, or to be fixed or replaced.
-    fn both(&mut self, entry: &Entry, have: &Local<'_>) -> Result<(), PlanError> {
+    fn both(&mut self, next: &Next, have: &Local<'_>) -> Result<(), PlanError> {
+        let entry = &next.entry;
         if have.stat.kind == LocalKind::File {
             self.plan.mirror_files += 1;
         }
         if have.stat.kind != local_kind(entry.kind) {
             self.plan.replaced += 1;
-            return self.missing(entry);
+            return self.missing(next);
         }
         match entry.kind {
             Kind::Dir => {}
             Kind::Symlink => {
                 if have.target != entry.target.as_deref().map(bytes) {
-                    self.plan.links.push(entry.clone());
+                    let link = self.keep_entry(entry)?;
+                    self.plan.links.push(link);
                 }
             }
             Kind::File if up_to_date(entry, have) => {
                 if have.stat.mode & 0o777 != file_mode(entry) {
+                    self.keep(entry.path.as_os_str().len() + PathList::ITEM_BYTES)?;
                     let mode = file_mode(entry);
                     self.plan.chmods.push(bytes(&entry.path), mode, entry.mtime);
                 }
@@ -248,7 +331,8 @@ impl<R: Iterator<Item = Result<Entry, ManifestError>>> Planner<R> {
 
     fn fetch(&mut self, entry: &Entry) -> Result<(), PlanError> {
         if index::is_index(&entry.path) {
-            self.plan.stage_two.push(entry.clone());
+            let index = self.keep_entry(entry)?;
+            self.plan.stage_two.push(index);
             return Ok(());
         }
         self.plan.stage_one.push(entry).map_err(PlanError::Spool)
@@ -353,7 +437,7 @@ mod tests {
             manifest.into_iter(),
             spool,
             &protect,
-            max_delete,
+            (max_delete, u64::MAX),
         )?;
         for Here(path, stat, target) in local {
             let found = Local {
@@ -452,7 +536,8 @@ mod tests {
     fn a_file_where_a_folder_is_listed_is_replaced() {
         let m = vec![entry(Kind::Dir, "x", 0, 1), entry(Kind::File, "x/y", 1, 1)];
         let p = plan(m, &[here("x", LocalKind::File, 1, 1)]);
-        assert_eq!(paths(&p.mkdirs), ["x"]);
+        let mkdirs: Vec<_> = p.missing_dirs().map(|p| p.display().to_string()).collect();
+        assert_eq!(mkdirs, ["x"]);
         assert_eq!(p.replaced, 1);
         assert!(p.deletions.is_empty());
         assert_eq!(stage_one(p), ["x/y"]);
@@ -547,7 +632,7 @@ mod tests {
             m.into_iter().map(Ok),
             FileSpool::new(tempfile::tempfile().unwrap()),
             &[],
-            10,
+            (10, u64::MAX),
         )
         .unwrap();
         let Here(path, stat, _) = here("a", LocalKind::File, 1, 1);
@@ -580,9 +665,41 @@ mod tests {
     #[test]
     fn modes_are_tamed() {
         let mut e = entry(Kind::File, "f", 0, 0);
-        e.mode = 0o4755;
-        assert_eq!(file_mode(&e), 0o755);
-        e.mode = 0o1555;
-        assert_eq!(dir_mode(&e), 0o755);
+        for (listed, file, dir) in [
+            (0o4755, 0o755, 0o755),
+            (0o0777, 0o755, 0o755),
+            (0o0666, 0o644, 0o744),
+            (0o1777, 0o755, 0o1755),
+            (0o2775, 0o755, 0o755),
+            (0o1555, 0o555, 0o1755),
+        ] {
+            e.mode = listed;
+            assert_eq!(file_mode(&e), file, "file {listed:o}");
+            assert_eq!(dir_mode(&e), dir, "folder {listed:o}");
+        }
+    }
+
+    /// A manifest of `n` folders with paths of `len` bytes, under `max`.
+    fn plan_folders(n: usize, len: usize, max: u64) -> Result<Plan, PlanError> {
+        let manifest = (0..n).map(|i| Ok(entry(Kind::Dir, &format!("{i:0len$}"), 0, 1)));
+        let spool = FileSpool::new(tempfile::tempfile().unwrap());
+        Planner::new(header(n), manifest, spool, &[], (0, max))?.finish()
+    }
+
+    #[test]
+    fn folder_paths_are_kept_once_and_within_the_limit() {
+        let p = plan_folders(100, 1000, 200_000).unwrap();
+        assert_eq!((p.dirs.len(), p.mkdirs.len()), (100, 100));
+        let first = p.missing_dirs().next().unwrap();
+        assert_eq!(first, Path::new(&format!("{:01000}", 0)));
+        // 100 kB of folder paths fit in 200 kB: each is kept (and counted)
+        // once, not again in `mkdirs`; 200 kB of them do not.
+        match plan_folders(200, 1000, 200_000) {
+            Err(PlanError::Manifest(ManifestError::Invalid { line, reason })) => {
+                assert!(reason.contains("200000 bytes"), "{reason}");
+                assert!((7 + 150..7 + 200).contains(&line), "{line}");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -20,6 +20,7 @@ use super::error::ClientError;
 use super::fetch::{Fetcher, Start};
 use super::safe::{self, Root};
 use super::sink::Sink;
+use super::space;
 use crate::dtp::manifest::Entry;
 
 /// Where a verified download goes.
@@ -187,10 +188,13 @@ async fn attempt_once(
         let url = response.url().to_string();
         let sink = Sink::start(file, hasher);
         let (broke, got) = receive(fetcher, &mut response, &sink, entry, have, fetched).await;
-        (file, hasher) = sink
-            .finish()
-            .await
-            .map_err(|e| ClientError::local(part_path(), "write", e))?;
+        (file, hasher) = sink.finish().await.map_err(|e| {
+            if space::is_full(&e) {
+                // It cannot complete here: kept, it would only hold the disk full.
+                discard(&dir, &part);
+            }
+            ClientError::local(part_path(), "write", e)
+        })?;
         have = got;
         match broke {
             Some(Failure::Fatal(e)) => {
@@ -315,7 +319,9 @@ pub fn install_part(root: &Root, rel: &Path) -> Result<(), ClientError> {
 
 /// Create the part file, or open one left by an earlier run and hash it so
 /// the download goes on where it stopped. Anything else by that name (a
-/// symlink, a folder, a part longer than the file) is removed first.
+/// symlink, a folder, a part longer than the file, a hard link: appending
+/// would change the file it shares with a name outside the mirror) is
+/// removed first.
 async fn open_part(dir: &OwnedFd, part: &OsStr, size: u64) -> std::io::Result<(File, u64, Sha256)> {
     // Most parts are new: one syscall. `O_EXCL` never follows a symlink.
     match create_part(dir, part) {
@@ -332,6 +338,7 @@ async fn open_part(dir: &OwnedFd, part: &OsStr, size: u64) -> std::io::Result<(F
     .filter(|fd| {
         rustix::fs::fstat(fd).is_ok_and(|st| {
             rustix::fs::FileType::from_raw_mode(st.st_mode as _).is_file()
+                && st.st_nlink == 1
                 && st.st_size as u64 <= size
         })
     });

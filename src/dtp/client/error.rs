@@ -80,6 +80,19 @@ pub enum ClientError {
     #[error("{path}: {reason}; the file was discarded and the mirror keeps its previous state")]
     Verify { path: String, reason: String },
 
+    /// Checked before stage one: a sync that cannot fit would fill the
+    /// disk and fail anyway.
+    #[error(
+        "{mirror}: this sync needs {needed} bytes ({} MiB) for its downloads, but the file system there has {free} bytes ({} MiB) free; nothing was changed: free space there (or move the mirror to a larger file system), then sync again",
+        needed >> 20,
+        free >> 20
+    )]
+    NoSpace {
+        mirror: PathBuf,
+        needed: u64,
+        free: u64,
+    },
+
     #[error("{path}: {op} failed: {source}")]
     Local {
         path: PathBuf,

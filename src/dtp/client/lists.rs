@@ -34,6 +34,9 @@ pub struct Listed<'a> {
 }
 
 impl PathList {
+    /// What an item costs beside its path's bytes.
+    pub const ITEM_BYTES: usize = std::mem::size_of::<Item>();
+
     pub fn push(&mut self, path: &[u8], mode: u32, mtime: i64) {
         self.bytes.extend_from_slice(path);
         let end = self.bytes.len();
@@ -46,14 +49,18 @@ impl PathList {
 
     /// In the order pushed (or reversed: `.rev()`).
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = Listed<'_>> {
-        self.items.iter().enumerate().map(|(i, item)| {
-            let start = if i == 0 { 0 } else { self.items[i - 1].end };
-            Listed {
-                path: Path::new(OsStr::from_bytes(&self.bytes[start..item.end])),
-                mode: item.mode,
-                mtime: item.mtime,
-            }
-        })
+        (0..self.items.len()).map(|i| self.get(i))
+    }
+
+    /// The item pushed `i`-th (from 0); panics past the end.
+    pub fn get(&self, i: usize) -> Listed<'_> {
+        let start = if i == 0 { 0 } else { self.items[i - 1].end };
+        let item = self.items[i];
+        Listed {
+            path: Path::new(OsStr::from_bytes(&self.bytes[start..item.end])),
+            mode: item.mode,
+            mtime: item.mtime,
+        }
     }
 }
 
@@ -199,6 +206,7 @@ mod tests {
             ]
         );
         assert_eq!(list.len(), 2);
+        assert_eq!(list.get(1).path, Path::new(OsStr::from_bytes(b"a/b\xff")));
     }
 
     #[test]

@@ -51,6 +51,7 @@ mod pace;
 mod precheck;
 mod safe;
 mod sink;
+mod space;
 mod spool;
 mod target;
 mod url;
@@ -260,10 +261,11 @@ async fn run(
             max: options.max_delete,
         });
     }
+    space::check(&root, &plan)?;
     stop_if_signalled()?;
 
     // 5–6: folders, then everything but the indices.
-    apply::make_dirs(&root, &plan.mkdirs)?;
+    apply::make_dirs(&root, plan.missing_dirs())?;
     apply::fix_modes(&root, &plan.chmods)?;
     let one = watched(
         pace,
@@ -404,8 +406,9 @@ fn plan(
     let header = entries.header().clone();
     // Made before the walk starts: a named fallback must not be seen by it.
     let files = FileSpool::new(spool.scratch()?);
-    let mut planner = Planner::new(header, entries, files, &options.protect, options.max_delete)
-        .map_err(failed)?;
+    let limits = (options.max_delete, options.limits.max_plan_bytes);
+    let mut planner =
+        Planner::new(header, entries, files, &options.protect, limits).map_err(failed)?;
     let walked = local::walk(root, WALK_THREADS, |found| match planner.local(found) {
         Ok(true) => Ok(()),
         Ok(false) => Err(None),

@@ -92,7 +92,11 @@ impl Target {
 /// The content of an unnamed file that cannot be linked, in a named part.
 fn copy_to_part(mut file: File, dir: &OwnedFd, part: &OsStr) -> io::Result<File> {
     let mut named = new_part(dir, part)?;
-    file.rewind()?;
-    io::copy(&mut file, &mut named)?;
+    let copied = file.rewind().and_then(|()| io::copy(&mut file, &mut named));
+    if let Err(e) = copied {
+        // The disk may be full: no half copy stays.
+        discard(dir, part);
+        return Err(e);
+    }
     Ok(named)
 }

@@ -18,6 +18,8 @@ const LEVEL: i32 = 3;
 const MAX_LINE: u64 = 32 * 1024;
 /// Far more than any valid header needs; all [`read_header`] ever decompresses.
 const MAX_HEADER: u64 = 64 * 1024;
+/// The longest symlink target a manifest may list: what Linux can create.
+pub const MAX_TARGET: usize = 4095;
 /// Line number of the header's `entries`, `bytes` and `digest` fields.
 const ENTRIES_LINE: u64 = 3;
 const BYTES_LINE: u64 = 4;
@@ -117,7 +119,8 @@ pub(super) fn decode(bytes: &[u8], limits: &Limits) -> Result<Manifest, Manifest
 }
 
 /// A manifest read entry by entry, checked as it goes: memory is one line
-/// and the folders listed so far, not the entries. Every line is checked as
+/// and the folders that may still hold entries (at most a path's worth),
+/// not the entries. Every line is checked as
 /// [`Manifest::decode`] checks it; the count, the sum of sizes, the digest
 /// and the end of the frame are checked when the last entry has been read, so
 /// an entry is only trusted once [`EntryReader::next_entry`] has said `None`.
@@ -128,9 +131,9 @@ pub struct EntryReader<R: BufRead> {
     count: u64,
     sum: u64,
     last: Vec<u8>,
-    /// Every folder listed so far, in order (so sorted): where a later
-    /// entry's parent is looked up.
-    folders: Vec<Box<[u8]>>,
+    /// The listed folders a later entry may still be in, as lengths of
+    /// prefixes of `last` (see [`OpenFolders`]).
+    open: OpenFolders,
     done: bool,
 }
 
@@ -152,7 +155,7 @@ impl<R: BufRead> EntryReader<R> {
             count: 0,
             sum: 0,
             last: Vec::new(),
-            folders: Vec::new(),
+            open: OpenFolders::default(),
             done: false,
         })
     }
@@ -196,14 +199,14 @@ impl<R: BufRead> EntryReader<R> {
         self.last.clear();
         self.last.extend_from_slice(path_bytes(&entry.path));
         if entry.kind == Kind::Dir {
-            self.folders.push(self.last.clone().into_boxed_slice());
+            self.open.push(self.last.len());
         }
         Ok(Some(entry))
     }
 
     /// Sorted after the entry before, inside a listed folder, not one of our
     /// own files.
-    fn check_place(&self, entry: &Entry) -> Result<(), String> {
+    fn check_place(&mut self, entry: &Entry) -> Result<(), String> {
         let path = path_bytes(&entry.path);
         if self.count > 0 && self.last.as_slice() >= path {
             return Err(format!(
@@ -215,17 +218,13 @@ impl<R: BufRead> EntryReader<R> {
         if is_excluded(&entry.path) {
             return Err(format!("{} is never listed in a manifest", escape(path)));
         }
+        self.open.close_before(&self.last, path);
         if let Some(slash) = path.iter().rposition(|&b| b == b'/') {
-            let parent = &path[..slash];
             // Not necessarily the line before: "a-b" sorts between "a" and "a/c".
-            if self
-                .folders
-                .binary_search_by(|f| f.as_ref().cmp(parent))
-                .is_err()
-            {
+            if !self.open.holds(slash) {
                 return Err(format!(
                     "{} is not listed as a folder before it",
-                    escape(parent)
+                    escape(&path[..slash])
                 ));
             }
         }
@@ -277,6 +276,42 @@ impl<R: BufRead> Iterator for EntryReader<R> {
                 Some(Err(e))
             }
         }
+    }
+}
+
+/// The listed folders a later entry may still be in, without a copy of
+/// each: the reader's memory must not grow with what the upstream lists.
+///
+/// In byte order, every path from a folder `F` up to the last one inside it
+/// starts with the bytes of `F` (`F`, then `F-x`, `F/a`…: `/` is the only
+/// byte after which `F/…` comes). So the folders that can still hold a later
+/// entry are all byte prefixes of the last path, kept as their lengths; a
+/// folder is closed for good once a path does not start with it.
+#[derive(Debug, Default)]
+struct OpenFolders {
+    /// Increasing lengths of prefixes of the last path that are listed folders.
+    lengths: Vec<usize>,
+}
+
+impl OpenFolders {
+    /// `next` comes after `last`: close the folders it is past.
+    fn close_before(&mut self, last: &[u8], next: &[u8]) {
+        while let Some(&len) = self.lengths.last() {
+            if next.starts_with(&last[..len]) {
+                break;
+            }
+            self.lengths.pop();
+        }
+    }
+
+    /// Is the prefix of this length of the current path an open folder?
+    fn holds(&self, len: usize) -> bool {
+        self.lengths.binary_search(&len).is_ok()
+    }
+
+    /// The current path is a folder.
+    fn push(&mut self, len: usize) {
+        self.lengths.push(len);
     }
 }
 
@@ -581,8 +616,12 @@ fn parse_entry(line: &str) -> Result<Entry, String> {
         Kind::Symlink => {
             let t = next("target")?;
             let t = unescape(t).ok_or_else(|| format!("bad escape in target {t:?}"))?;
-            if t.is_empty() || t.len() > 4096 || t.contains(&0) {
-                return Err("target empty, longer than 4096 bytes or holding a NUL".into());
+            // Linux refuses a longer target (PATH_MAX counts the NUL): found
+            // only when stage two makes the link, after the indices moved.
+            if t.is_empty() || t.len() > MAX_TARGET || t.contains(&0) {
+                return Err(format!(
+                    "target empty, longer than {MAX_TARGET} bytes or holding a NUL"
+                ));
             }
             Some(os_path(t))
         }
@@ -700,6 +739,45 @@ mod tests {
         );
         assert_eq!(text, expected);
         assert_eq!(m.body(), expected_body.as_bytes());
+    }
+
+    #[test]
+    fn parents_are_found_however_names_interleave() {
+        // `a-b` and `a!` sort between `a` and `a/c`; `a-b/x` is inside a
+        // folder opened after `a`, which stays open for `a/c`.
+        let names = [
+            "a", "a!", "a-b", "a-b/x", "a/c", "a/c!", "a/c/d", "a/e", "b", "b/f",
+        ];
+        let entries = names.iter().map(|n| dir(n)).collect();
+        let m = Manifest::new("t", 0, entries);
+        assert_eq!(
+            Manifest::decode(&m.encode(), &Limits::default()).unwrap(),
+            m
+        );
+        // `a/c` is closed once `a/e` is read: `a/c/z` after it is unsorted,
+        // and a folder never listed is found missing.
+        let mut open = OpenFolders::default();
+        open.push(1);
+        open.close_before(b"a", b"a/c");
+        open.push(3);
+        assert!(open.holds(1) && open.holds(3));
+        open.close_before(b"a/c", b"a/e");
+        assert!(open.holds(1) && !open.holds(3));
+        open.close_before(b"a/e", b"b/f");
+        assert!(!open.holds(1));
+    }
+
+    #[test]
+    fn a_symlink_target_linux_can_make_is_the_longest_allowed() {
+        let mut link = dir("l");
+        link.kind = Kind::Symlink;
+        link.target = Some(PathBuf::from("t".repeat(MAX_TARGET)));
+        let m = Manifest::new("t", 0, vec![link.clone()]);
+        assert!(Manifest::decode(&m.encode(), &Limits::default()).is_ok());
+        link.target = Some(PathBuf::from("t".repeat(MAX_TARGET + 1)));
+        let m = Manifest::new("t", 0, vec![link]);
+        let err = Manifest::decode(&m.encode(), &Limits::default()).unwrap_err();
+        assert!(err.to_string().contains("longer than 4095"), "{err}");
     }
 
     #[test]

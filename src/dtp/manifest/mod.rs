@@ -96,6 +96,12 @@ pub struct Limits {
     pub max_entries: u64,
     /// Decompressed size.
     pub max_bytes: u64,
+    /// Memory a client's plan may keep for what the manifest lists (it keeps
+    /// every folder, and the symlinks, index files and mode changes to make):
+    /// the bytes of their paths and targets plus a fixed cost per item. Over
+    /// it, the manifest is refused as it is read, before anything changes:
+    /// otherwise the upstream chooses how much memory a sync takes.
+    pub max_plan_bytes: u64,
 }
 
 impl Default for Limits {
@@ -103,6 +109,8 @@ impl Default for Limits {
         Limits {
             max_entries: 20_000_000,
             max_bytes: 4 << 30,
+            // A Debian mirror of a million entries plans in a few MB.
+            max_plan_bytes: 256 << 20,
         }
     }
 }
