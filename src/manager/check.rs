@@ -71,6 +71,7 @@ pub fn check_all(home: &Home, reach: bool) -> Vec<Diagnostic> {
     check_global_folders(home, &global, &mut diags);
     diags.append(&mut super::host_checks::ipadd(home, &global));
     diags.append(&mut super::host_checks::plugins(home));
+    diags.append(&mut super::dtp_host::check(home));
     check_rsync(home, &global, &mut diags);
     let (_, mut found) = upstream::load_catalog(home);
     diags.append(&mut found);

@@ -9,17 +9,27 @@
 //! `-` stands for a method or target never read (a connection refused before
 //! its request arrived, a request line that never ended).
 
+use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::net::IpAddr;
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use rustix::fs::{AtFlags, Mode, OFlags};
+
+/// The log file, and its folder held open: a service that dropped root
+/// after opening both (in root's home, closed to its account) may still
+/// look in that folder, so [`AccessLog::reopen`] tells a rotated log from
+/// one it merely cannot reach by its path.
 #[derive(Debug)]
 pub struct AccessLog {
     path: PathBuf,
+    dir: Option<OwnedFd>,
+    name: OsString,
     file: Mutex<File>,
 }
 
@@ -38,8 +48,20 @@ pub struct Record {
 
 impl AccessLog {
     pub fn open(path: &Path) -> io::Result<AccessLog> {
+        let parent = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let dir = rustix::fs::open(
+            parent,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .ok();
         Ok(AccessLog {
             path: path.to_path_buf(),
+            dir,
+            name: path.file_name().unwrap_or(path.as_os_str()).to_os_string(),
             file: Mutex::new(append(path)?),
         })
     }
@@ -48,18 +70,45 @@ impl AccessLog {
         &self.path
     }
 
-    /// Open the file again if logrotate moved it away (the path no longer
-    /// names the open file); true if it did. A file still in place is kept:
-    /// a service that dropped root could not open it again.
+    /// Open the file again if logrotate moved it away (the name no longer
+    /// names the open file); true if it did. Otherwise the open file is kept,
+    /// and so it is when the folder cannot be looked in (nothing tells a
+    /// rotation then): writing on where it writes loses no line.
     pub fn reopen(&self) -> io::Result<bool> {
         let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
-        if let (Ok(open), Ok(named)) = (file.metadata(), std::fs::metadata(&self.path))
-            && (open.dev(), open.ino()) == (named.dev(), named.ino())
-        {
-            return Ok(false);
+        let open = file.metadata()?;
+        match self.stat_named() {
+            Ok((dev, ino)) if (open.dev(), open.ino()) == (dev, ino) => return Ok(false),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => return Ok(false),
+            Err(e) => return Err(e),
         }
-        *file = append(&self.path)?;
+        *file = self.append_named()?;
         Ok(true)
+    }
+
+    /// Device and inode of the file the log's name names now.
+    fn stat_named(&self) -> io::Result<(u64, u64)> {
+        match &self.dir {
+            Some(dir) => {
+                let st = rustix::fs::statat(dir, self.name.as_os_str(), AtFlags::empty())?;
+                Ok((st.st_dev, st.st_ino))
+            }
+            None => std::fs::metadata(&self.path).map(|m| (m.dev(), m.ino())),
+        }
+    }
+
+    /// The log's name opened (created) for appending, in the held folder.
+    fn append_named(&self) -> io::Result<File> {
+        match &self.dir {
+            Some(dir) => {
+                let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::APPEND | OFlags::CLOEXEC;
+                let fd = rustix::fs::openat(dir, self.name.as_os_str(), flags, Mode::from(0o644))?;
+                Ok(File::from(fd))
+            }
+            None => append(&self.path),
+        }
     }
 
     /// Write one line, in one write so lines of concurrent requests never mix.

@@ -17,7 +17,8 @@ use crate::diag::Diagnostic;
 pub struct Config {
     pub repos: Vec<Repo>,
     pub firewall: Firewall,
-    pub motd: Option<PathBuf>,
+    /// The motd, read with the rest (see [`motd::Motd`]).
+    pub motd: Option<motd::Motd>,
     /// `dtp-listen`, read at start only (a reload keeps the socket).
     pub listen: SocketAddr,
     /// `dtp-maxconn`: connections per client address.
@@ -57,15 +58,18 @@ pub struct Files {
     pub firewall: PathBuf,
     /// Where the motd is ([`motd`]).
     pub motd: PathBuf,
+    /// The motd as a privileged command handed it over ([`motd::hand_over`]).
+    pub motd_copy: PathBuf,
 }
 
 impl Files {
-    /// `list.conf`, `firewall.conf` and `motd.conf` in `dir`.
+    /// `list.conf`, `firewall.conf`, `motd.conf` and `service.motd` in `dir`.
     pub fn in_dir(dir: &Path) -> Files {
         Files {
             list: dir.join("list.conf"),
             firewall: dir.join("firewall.conf"),
             motd: dir.join("motd.conf"),
+            motd_copy: dir.join("service.motd"),
         }
     }
 }
@@ -113,7 +117,7 @@ pub fn load(
     diags.extend(d);
 
     let motd_text = read(&files.motd, &mut diags);
-    let (motd, d) = motd::resolve(&files.motd, &motd_text);
+    let (motd, d) = motd::resolve(&files.motd, &motd_text, &files.motd_copy);
     diags.extend(d);
 
     let config = Config {

@@ -30,8 +30,6 @@ use super::state::Shared;
 use crate::dtp::MANIFEST;
 use crate::dtp::manifest::Header;
 
-/// The largest motd shown.
-const MOTD_MAX: u64 = 64 * 1024;
 /// Seconds a client told 503 (no descriptor to spare) should wait.
 const RETRY_AFTER: &str = "10";
 /// Descriptors open at once to send a file: the repository root and the
@@ -120,7 +118,7 @@ async fn respond(req: Request<Incoming>, target: &str, conn: &Arc<Conn>) -> Resp
     }
     let response = match route {
         Err(refusal) => refused(&refusal),
-        Ok(Route::Index) => index(&config, conn).await,
+        Ok(Route::Index) => index(&config),
         Ok(Route::Repos) => repos(&config, &conn.shared).await,
         Ok(Route::Manifest { repo }) => match config.repo(&repo) {
             Some(r) => manifest(req.headers(), r.root.clone(), conn).await,
@@ -148,25 +146,13 @@ fn refused(refusal: &Refusal) -> Response<Body> {
     }
 }
 
-/// `/`: the motd, a blank line, then one repository name per line.
-async fn index(config: &Config, conn: &Arc<Conn>) -> Response<Body> {
-    let motd = match config.motd.clone() {
-        Some(path) => {
-            let permit = match conn.shared.budget.take(1) {
-                Ok(permit) => permit,
-                Err(spent) => return busy(&spent),
-            };
-            let motd = tokio::task::spawn_blocking(move || read_motd(&path));
-            let motd = motd.await.ok().flatten();
-            drop(permit);
-            motd
-        }
-        None => None,
-    };
+/// `/`: the motd, a blank line, then one repository name per line. The
+/// motd was read with the configuration (see [`super::motd::Motd`]).
+fn index(config: &Config) -> Response<Body> {
     let mut out = String::new();
-    if let Some(motd) = motd.filter(|m| !m.trim().is_empty()) {
-        out.push_str(&motd);
-        if !motd.ends_with('\n') {
+    if let Some(motd) = config.motd.as_ref().filter(|m| !m.text.trim().is_empty()) {
+        out.push_str(&motd.text);
+        if !motd.text.ends_with('\n') {
             out.push('\n');
         }
         out.push('\n');
@@ -176,17 +162,6 @@ async fn index(config: &Config, conn: &Arc<Conn>) -> Response<Body> {
         out.push('\n');
     }
     text(StatusCode::OK, out)
-}
-
-fn read_motd(path: &std::path::Path) -> Option<String> {
-    use std::io::Read;
-    let mut bytes = Vec::new();
-    File::open(path)
-        .ok()?
-        .take(MOTD_MAX)
-        .read_to_end(&mut bytes)
-        .ok()?;
-    Some(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 /// `/api/repos`: every repository with its manifest's header, or nulls.

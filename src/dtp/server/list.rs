@@ -74,13 +74,8 @@ pub fn parse(path: &Path, text: &str, webroot: Option<&Path>) -> (Vec<Repo>, Vec
             continue;
         }
         let root = webroot.join(components.join("/"));
-        if !root.is_dir() {
-            diags.push(Diagnostic::error(
-                path,
-                n,
-                format!("{} is not a folder", root.display()),
-                missing_fix(entry, webroot),
-            ));
+        if let Some(problem) = not_served(path, n, entry, &root, webroot) {
+            diags.push(problem);
             continue;
         }
         repos.push((n, Repo { name, root }));
@@ -117,14 +112,68 @@ fn components(entry: &str) -> Result<Vec<String>, (String, String)> {
     Ok(parts)
 }
 
+/// Why `root` (line `n`, `entry`) is not served now, if it is not. A folder
+/// that does not exist yet is a warning: KRFOSS's guide lists folders before
+/// their first sync made them, and the service serves the others meanwhile
+/// (a `-reload` once it exists serves it too). Anything else there, or a line
+/// that repeats webroot= (a slip, not a folder to come), is an error.
+fn not_served(
+    path: &Path,
+    n: usize,
+    entry: &str,
+    root: &Path,
+    webroot: &Path,
+) -> Option<Diagnostic> {
+    match std::fs::metadata(root) {
+        Ok(meta) if meta.is_dir() => None,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !repeats_webroot(entry, webroot) => {
+            Some(Diagnostic::warning(
+                path,
+                n,
+                format!(
+                    "{} does not exist (yet): it is not served until it does",
+                    root.display()
+                ),
+                format!(
+                    "once it exists (e.g. after its first sync), run dsync -reload to serve it; \
+                     or correct the path (below webroot={}), or delete the line",
+                    webroot.display()
+                ),
+            ))
+        }
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Some(Diagnostic::error(
+            path,
+            n,
+            format!("cannot look at {}: {e}", root.display()),
+            "let the account the service runs as reach it (chmod o+x on the folders above it)",
+        )),
+        _ => Some(Diagnostic::error(
+            path,
+            n,
+            format!("{} is not a folder", root.display()),
+            missing_fix(entry, webroot),
+        )),
+    }
+}
+
+/// Does the line repeat webroot= (`/mirrors/kali` with webroot=/mirrors,
+/// `/mirrors/kali` existing)?
+fn repeats_webroot(entry: &str, webroot: &Path) -> bool {
+    below_webroot(entry, webroot).is_some()
+}
+
+/// The part of `entry` below webroot=, if the line repeats it and that exists.
+fn below_webroot<'a>(entry: &'a str, webroot: &Path) -> Option<&'a Path> {
+    Path::new(entry)
+        .strip_prefix(webroot)
+        .ok()
+        .filter(|rest| !rest.as_os_str().is_empty() && webroot.join(rest).is_dir())
+}
+
 /// The fix for a line whose folder is missing. A line that repeats webroot=
 /// (`/mirrors/kali` with webroot=/mirrors) is the likely slip: say so.
 fn missing_fix(entry: &str, webroot: &Path) -> String {
-    let below = Path::new(entry)
-        .strip_prefix(webroot)
-        .ok()
-        .filter(|rest| !rest.as_os_str().is_empty() && webroot.join(rest).is_dir());
-    match below {
+    match below_webroot(entry, webroot) {
         Some(rest) => format!(
             "lines are below webroot={w} (/kali means {w}/kali): write /{}",
             rest.display(),
@@ -172,15 +221,26 @@ mod tests {
         assert_eq!(repos.len(), 1);
         let lines: Vec<usize> = diags.iter().map(|d| d.line).collect();
         assert_eq!(lines, [2, 3, 4, 5, 6, 7], "{diags:#?}");
-        assert!(diags.iter().all(|d| d.is_error() && !d.fix.is_empty()));
-        // `/srv/x` is WEBROOT/srv/x, which is missing.
+        assert!(diags.iter().all(|d| !d.fix.is_empty()));
+        // Missing folders (`/srv/x` is WEBROOT/srv/x) are warnings: not yet.
+        let errors: Vec<usize> = diags
+            .iter()
+            .filter(|d| d.is_error())
+            .map(|d| d.line)
+            .collect();
+        assert_eq!(errors, [3, 5, 6, 7], "{diags:#?}");
         assert!(
-            diags[0].message.contains("web/srv/x is not a folder"),
+            diags[0].message.contains("web/srv/x does not exist (yet)"),
             "{}",
             diags[0]
         );
+        assert!(diags[0].fix.contains("dsync -reload"), "{}", diags[0]);
         assert!(diags[1].message.contains("line 1"), "{}", diags[1]);
-        assert!(diags[2].message.contains("not a folder"), "{}", diags[2]);
+        assert!(
+            diags[2].message.contains("does not exist (yet)"),
+            "{}",
+            diags[2]
+        );
         assert!(diags[4].message.contains(".."), "{}", diags[4]);
         assert!(diags[5].message.contains("webroot= itself"), "{}", diags[5]);
     }
@@ -212,7 +272,33 @@ mod tests {
         let repeated = format!("{}/kali\n", web.display());
         let (_, diags) = parse(Path::new("list.conf"), &repeated, Some(&web));
         assert_eq!(diags.len(), 1, "{diags:#?}");
+        assert!(diags[0].is_error(), "a slip, not a folder to come");
         assert!(diags[0].fix.contains("write /kali"), "{}", diags[0]);
+    }
+
+    /// The guide's list before kali-images and ubuntu were synced: kali is
+    /// served, the others are warnings, and a file in the way an error.
+    #[test]
+    fn folders_to_come_are_warnings() {
+        let dir = tempfile::tempdir().unwrap();
+        let web = dir.path().join("mirrors");
+        std::fs::create_dir_all(web.join("kali")).unwrap();
+        let text = "/kali\n/kali-images\n/ubuntu\n";
+        let (repos, diags) = parse(Path::new("list.conf"), text, Some(&web));
+        assert_eq!(repos.len(), 1);
+        assert_eq!(repos[0].name, "kali");
+        let warned: Vec<usize> = diags
+            .iter()
+            .filter(|d| !d.is_error())
+            .map(|d| d.line)
+            .collect();
+        assert_eq!(warned, [2, 3], "{diags:#?}");
+        std::fs::write(web.join("ubuntu"), "a file").unwrap();
+        let (_, diags) = parse(Path::new("list.conf"), text, Some(&web));
+        assert!(
+            diags[1].is_error() && diags[1].message.contains("not a folder"),
+            "{diags:#?}"
+        );
     }
 
     #[test]

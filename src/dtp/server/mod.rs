@@ -8,7 +8,8 @@
 //!   `motd.conf` ([`Files`], parsed here) and the [`Settings`] `webroot`,
 //!   `listen`, `maxconn`, `bwlimit`, `user` (dsync's xync.conf). SIGHUP has the
 //!   [`Loader`] read it all again (not `listen`); a configuration with errors is
-//!   logged and the old one kept.
+//!   logged and the old one kept. The motd is read with it ([`motd::Motd`]),
+//!   a folder of `list.conf` not there yet is a warning ([`list`]).
 //! - Safety: targets are checked raw and decoded ([`paths`]); files are opened
 //!   below the repository root with `openat2`, no symlink followed, regular
 //!   files only (`open`); our own temporary files are never served.

@@ -2,6 +2,8 @@
 //! reference tool's). Without it, the `motd file` of `/etc/rsyncd.conf`, so a
 //! host that already greets rsync clients greets DTP clients the same way.
 
+use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::diag::Diagnostic;
@@ -12,6 +14,24 @@ pub const KEY: &str = "경로";
 
 /// Where rsync's daemon keeps its settings.
 pub const RSYNCD_CONF: &str = "/etc/rsyncd.conf";
+
+/// The most of a motd file shown (and read).
+pub const MAX: u64 = 64 * 1024;
+
+/// The motd the service shows, read when the configuration is.
+///
+/// It is read with the configuration, not per request: a service started as
+/// root reads it before it drops root, so a motd only root may read (in
+/// root's home, as KRFOSS's guide places it) is shown all the same. A reload
+/// runs as the dropped account; it reads the copy the root-run `dsync
+/// -reload` handed over ([`hand_over`]) when it may not read the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Motd {
+    /// The file it was read from.
+    pub path: PathBuf,
+    /// Its text (at most [`MAX`] bytes of it, invalid UTF-8 replaced).
+    pub text: String,
+}
 
 /// The motd file named by motd.conf (`None` if it names none), and problems.
 pub fn parse(path: &Path, text: &str) -> (Option<PathBuf>, Vec<Diagnostic>) {
@@ -77,19 +97,54 @@ pub fn from_rsyncd(text: &str) -> Option<PathBuf> {
     motd
 }
 
-/// The motd to show: motd.conf's, else rsyncd.conf's; a warning when the
-/// file named does not exist (the service runs without).
-pub fn resolve(path: &Path, text: &str) -> (Option<PathBuf>, Vec<Diagnostic>) {
+/// The motd to show: motd.conf's, else rsyncd.conf's, read now. `copy` is
+/// what a privileged `dsync -reload` handed over ([`hand_over`]), used when
+/// this process may not read the file itself. A motd that cannot be read is
+/// a warning: the service runs without.
+pub fn resolve(path: &Path, text: &str, copy: &Path) -> (Option<Motd>, Vec<Diagnostic>) {
     let (explicit, mut diags) = parse(path, text);
+    // The file naming the motd: motd.conf, else rsyncd.conf.
+    let named_by = if explicit.is_some() {
+        path
+    } else {
+        Path::new(RSYNCD_CONF)
+    };
     let chosen = explicit.or_else(|| {
         std::fs::read_to_string(RSYNCD_CONF)
             .ok()
             .and_then(|t| from_rsyncd(&t))
     });
-    if let Some(file) = &chosen
-        && !file.is_file()
-    {
+    let Some(file) = chosen else {
+        return (None, diags);
+    };
+    if let Err(why) = may_read_for(named_by, &file) {
         diags.push(Diagnostic::warning(
+            path,
+            0,
+            why,
+            "name a motd file owned by the account that owns the file naming it",
+        ));
+        return (None, diags);
+    }
+    match read_capped(&file) {
+        Ok(text) => return (Some(Motd { path: file, text }), diags),
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            if let Some(motd) = handed_over(copy, &file) {
+                return (Some(motd), diags);
+            }
+            diags.push(Diagnostic::warning(
+                path,
+                0,
+                format!(
+                    "the motd file {} is not readable by {} ({e}); no motd is shown",
+                    file.display(),
+                    super::privileges::current_account()
+                ),
+                "run dsync -reload as root (it hands the motd to the service), \
+                 or make the file readable by the service's account",
+            ));
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => diags.push(Diagnostic::warning(
             path,
             0,
             format!(
@@ -97,9 +152,88 @@ pub fn resolve(path: &Path, text: &str) -> (Option<PathBuf>, Vec<Diagnostic>) {
                 file.display()
             ),
             format!("create it, or set {KEY}= to an existing file"),
-        ));
+        )),
+        Err(e) => diags.push(Diagnostic::warning(
+            path,
+            0,
+            format!(
+                "cannot read the motd file {} ({e}); no motd is shown",
+                file.display()
+            ),
+            format!("make it a readable regular file, or set {KEY}= to one"),
+        )),
     }
-    (chosen, diags)
+    (None, diags)
+}
+
+/// As root, read `file` only if root or `file`'s owner owns `named_by`, the
+/// file naming it: the motd is shown to every client, and the owner of a
+/// home in which root runs `-service` must not have root publish a file
+/// they may not read (`경로=/etc/shadow`). Others read what they may.
+fn may_read_for(named_by: &Path, file: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    if !rustix::process::geteuid().is_root() {
+        return Ok(());
+    }
+    let (Ok(naming), Ok(motd)) = (std::fs::metadata(named_by), std::fs::metadata(file)) else {
+        return Ok(()); // nothing to protect, or reading it says why
+    };
+    if naming.uid() == 0 || naming.uid() == motd.uid() {
+        return Ok(());
+    }
+    Err(format!(
+        "the motd file {} (owned by uid {}) is not read: {} is owned by uid {}, \
+         and root reads a motd for the service only when root or the motd's owner names it",
+        file.display(),
+        motd.uid(),
+        named_by.display(),
+        naming.uid()
+    ))
+}
+
+/// Write `motd` where the service reads it when it may not read the file
+/// itself (`copy`, in the service's home): the file's path on the first line,
+/// then its text. World-readable, as the motd is shown to every client
+/// anyway. `None` removes a copy.
+pub fn hand_over(copy: &Path, motd: Option<&Motd>) -> io::Result<()> {
+    let Some(motd) = motd else {
+        return match std::fs::remove_file(copy) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        };
+    };
+    let tmp = copy.with_extension("motd.tmp");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o644)
+        .open(&tmp)?;
+    writeln!(file, "{}", motd.path.display())?;
+    file.write_all(motd.text.as_bytes())?;
+    drop(file);
+    std::fs::rename(&tmp, copy)
+}
+
+/// The copy in `copy` if it is of `file`.
+fn handed_over(copy: &Path, file: &Path) -> Option<Motd> {
+    let text = read_capped(copy).ok()?;
+    let (source, text) = text.split_once('\n')?;
+    (Path::new(source) == file).then(|| Motd {
+        path: file.to_path_buf(),
+        text: text.to_string(),
+    })
+}
+
+/// At most [`MAX`] bytes of a regular file (not a FIFO that never ends), as text.
+fn read_capped(path: &Path) -> io::Result<String> {
+    let file = std::fs::File::open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::other("not a regular file"));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX).read_to_end(&mut bytes)?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 #[cfg(test)]
@@ -125,5 +259,45 @@ mod tests {
             from_rsyncd("# motd file = /x\nmotdfile=/y\n"),
             Some(PathBuf::from("/y"))
         );
+    }
+
+    #[test]
+    fn the_copy_counts_only_for_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let copy = dir.path().join("service.motd");
+        let motd = Motd {
+            path: PathBuf::from("/root/dxync/dtp/welcome.motd"),
+            text: "hello\nthere\n".into(),
+        };
+        hand_over(&copy, Some(&motd)).unwrap();
+        assert_eq!(handed_over(&copy, &motd.path), Some(motd.clone()));
+        assert_eq!(handed_over(&copy, Path::new("/etc/other.motd")), None);
+        hand_over(&copy, None).unwrap();
+        assert!(!copy.exists());
+        hand_over(&copy, None).unwrap();
+    }
+
+    /// A motd.conf root does not own names a file only root may read: as
+    /// root, it is not read (a home's owner cannot have root publish it).
+    #[test]
+    fn root_reads_no_motd_named_by_another_account() {
+        use std::os::unix::fs::PermissionsExt;
+        if !rustix::process::geteuid().is_root() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let (conf, secret) = (dir.path().join("motd.conf"), dir.path().join("secret"));
+        std::fs::write(&secret, "root's secret\n").unwrap();
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let text = format!("{KEY}={}\n", secret.display());
+        std::fs::write(&conf, &text).unwrap();
+        let copy = dir.path().join("service.motd");
+        let (motd, diags) = resolve(&conf, &text, &copy);
+        assert_eq!(motd.map(|m| m.text).as_deref(), Some("root's secret\n"));
+        assert!(diags.is_empty(), "{diags:?}");
+        std::os::unix::fs::chown(&conf, Some(65534), None).unwrap();
+        let (motd, diags) = resolve(&conf, &text, &copy);
+        assert_eq!(motd, None);
+        assert!(diags[0].message.contains("is not read"), "{diags:?}");
     }
 }

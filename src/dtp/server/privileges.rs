@@ -320,15 +320,6 @@ pub fn check_trees(config: &Config, dropped: bool) -> TreeCheck {
             push(&mut check, dropped, format!("{problem}. {fix}"));
         }
     }
-    if let Some(motd) = &config.motd
-        && let Err(e) = rustix::fs::access(motd, Access::READ_OK)
-    {
-        check.warnings.push(format!(
-            "warning: the motd {} is not readable by {who} ({}): / is served without it",
-            motd.display(),
-            std::io::Error::from(e)
-        ));
-    }
     check
 }
 

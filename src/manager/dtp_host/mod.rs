@@ -76,6 +76,25 @@ pub fn ensure_files(home: &Home) -> io::Result<Vec<PathBuf>> {
 /// Read every file: the host files and the `webroot=` and `dtp-*` keys of
 /// xync.conf. Any error (in these files or xync.conf) refuses the whole.
 pub fn load(home: &Home) -> Result<Loaded, Vec<Diagnostic>> {
+    let (settings, diags) = settings(home);
+    server::config::load(&files(home), settings, diags)
+}
+
+/// What `dsync -test` says of the DTP host files, once `-service` made
+/// them (`HOME/dtp/`); xync.conf's own problems are reported by -test already.
+pub fn check(home: &Home) -> Vec<Diagnostic> {
+    if !dtp_dir(home).is_dir() {
+        return Vec::new();
+    }
+    let (settings, _) = settings(home);
+    match server::config::load(&files(home), settings, Vec::new()) {
+        Ok(loaded) => loaded.warnings,
+        Err(diags) => diags,
+    }
+}
+
+/// The `webroot=` and `dtp-*` keys of xync.conf, and its problems.
+fn settings(home: &Home) -> (Settings, Vec<Diagnostic>) {
     let (global, diags) = xync::load(&home.xync_conf());
     let settings = Settings {
         webroot: global.webroot,
@@ -84,7 +103,21 @@ pub fn load(home: &Home) -> Result<Loaded, Vec<Diagnostic>> {
         bwlimit: (global.dtp_bwlimit > 0).then(|| global.dtp_bwlimit.saturating_mul(1024)),
         user: global.dtp_user,
     };
-    server::config::load(&files(home), settings, diags)
+    (settings, diags)
+}
+
+/// Hand the motd `loaded` read to the service (`HOME/dtp/service.motd`), for
+/// its reloads as an account that may not read the file (see
+/// [`server::motd::Motd`]). Run by `-service` and `-reload`; a failure is a
+/// warning, as a motd is.
+pub fn hand_over_motd(home: &Home, loaded: &Loaded) {
+    let copy = files(home).motd_copy;
+    if let Err(e) = server::motd::hand_over(&copy, loaded.config.motd.as_ref()) {
+        eprintln!(
+            "dsync: warning: cannot write {} ({e}): a reload by the service may show no motd",
+            copy.display()
+        );
+    }
 }
 
 /// [`load`] of the home below the folder given: what the service reads its

@@ -8,6 +8,7 @@
 
 use std::io::{Read, Seek, SeekFrom};
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
@@ -169,11 +170,19 @@ pub fn reload(home: &Home) -> u8 {
         return exit::FAILURE;
     };
     match super::load(home) {
-        Ok(loaded) => eprint!("{}", render(&loaded.warnings)),
+        Ok(loaded) => {
+            eprint!("{}", render(&loaded.warnings));
+            super::hand_over_motd(home, &loaded);
+        }
         Err(diags) => {
             eprint!("{}", render(&diags));
             eprintln!("dsync: not reloading: the service keeps its current configuration");
             return exit::CONFIG;
+        }
+    }
+    if let Some(account) = ServiceAccount::of(running.pid) {
+        for line in account.cannot_read(home) {
+            eprintln!("dsync: warning: {line}");
         }
     }
     signal(running.pid, libc::SIGHUP);
@@ -183,6 +192,84 @@ pub fn reload(home: &Home) -> u8 {
         log_file(home).display()
     );
     exit::OK
+}
+
+/// The account a running service runs as, from `/proc/PID/status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ServiceAccount {
+    uid: u32,
+    groups: Vec<u32>,
+}
+
+impl ServiceAccount {
+    /// Its effective uid, gid and supplementary groups; `None` for root
+    /// (it reads everything) or when `/proc` does not say.
+    fn of(pid: i32) -> Option<ServiceAccount> {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let field = |name: &str| -> Vec<u32> {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(|v| {
+                    v.split_whitespace()
+                        .filter_map(|n| n.parse().ok())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let uid = *field("Uid:").get(1)?;
+        let mut groups = field("Groups:");
+        groups.push(*field("Gid:").get(1)?);
+        (uid != 0).then_some(ServiceAccount { uid, groups })
+    }
+
+    /// What of the home the service's reload reads and this account may
+    /// not: the home and `dtp/` (entered through the descriptor it holds, so
+    /// the folders above do not count) and the configuration files. The
+    /// motd is not among them: it is handed over.
+    fn cannot_read(&self, home: &Home) -> Vec<String> {
+        let files = super::files(home);
+        let wanted = [
+            (home.root.clone(), 0o1),
+            (super::dtp_dir(home), 0o1),
+            (home.xync_conf(), 0o4),
+            (files.list, 0o4),
+            (files.firewall, 0o4),
+            (files.motd, 0o4),
+        ];
+        wanted
+            .into_iter()
+            .filter_map(|(path, bits)| {
+                let meta = std::fs::metadata(&path).ok()?;
+                (!self.may(&meta, bits)).then(|| {
+                    let what = if bits == 0o1 { "enter" } else { "read" };
+                    format!(
+                        "{} (mode {:04o}) is one the service cannot {what}: it runs as uid {}; \
+                         its reload fails and it keeps its old configuration. \
+                         Fix: chmod o+{} {}",
+                        path.display(),
+                        meta.mode() & 0o7777,
+                        self.uid,
+                        if bits == 0o1 { "x" } else { "r" },
+                        path.display()
+                    )
+                })
+            })
+            .collect()
+    }
+
+    /// Do `meta`'s permission bits give this account `bits` (4 read, 1 search)?
+    fn may(&self, meta: &std::fs::Metadata, bits: u32) -> bool {
+        let mode = meta.mode();
+        let granted = if meta.uid() == self.uid {
+            mode >> 6
+        } else if self.groups.contains(&meta.gid()) {
+            mode >> 3
+        } else {
+            mode
+        };
+        granted & bits == bits
+    }
 }
 
 /// Refuse to start a second service on this home; forget a stale pid file.
@@ -230,6 +317,7 @@ pub(super) fn prepare(home: &Home) -> Result<Config, u8> {
     match super::load(home) {
         Ok(loaded) => {
             eprint!("{}", render(&loaded.warnings));
+            super::hand_over_motd(home, &loaded);
             Ok(loaded.config)
         }
         Err(diags) => {
@@ -273,6 +361,14 @@ fn wait_ready(home: &Home, child: &mut Child, config: &Config, log_path: &Path, 
             && p == pid
             && TcpStream::connect_timeout(&server::reachable(addr), Duration::from_secs(1)).is_ok()
         {
+            // What the service warned of as it started (as the account it
+            // became: a reload it could not read its files for, a tree).
+            for line in log_since(log_path, offset)
+                .lines()
+                .filter_map(|l| l.split_once("]: warning: "))
+            {
+                eprintln!("dsync: warning: {}", line.1);
+            }
             println!("dsync: DTP service listening on {addr} (pid {pid})");
             println!(
                 "dsync: log {}, access log {}",
