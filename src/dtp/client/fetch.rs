@@ -184,6 +184,7 @@ impl Fetcher {
             out.append(&chunk)?;
         }
         check.finish().map_err(invalid)?;
+        out.mark_digest_checked();
         Ok(ManifestReply::Body)
     }
 

@@ -15,6 +15,8 @@ use crate::dtp::manifest::{self, EntryReader, Limits, ManifestError};
 pub struct Spool {
     file: File,
     dir: PathBuf,
+    /// Its whole body's digest was checked as it arrived (see `precheck`).
+    digest_checked: bool,
 }
 
 /// A reader of a [`Spool`] from its start, with an offset of its own.
@@ -38,6 +40,7 @@ impl Spool {
         Ok(Spool {
             file: tempfile::tempfile_in(dir).map_err(spool_error(dir))?,
             dir: dir.to_path_buf(),
+            digest_checked: false,
         })
     }
 
@@ -49,6 +52,7 @@ impl Spool {
     /// Empty it (before a second try).
     pub fn clear(&mut self) -> Result<(), ClientError> {
         use std::io::Seek;
+        self.digest_checked = false;
         (self.file.set_len(0))
             .and_then(|()| self.file.rewind())
             .map_err(spool_error(&self.dir))
@@ -60,12 +64,22 @@ impl Spool {
         self.file.write_all(bytes).map_err(spool_error(&self.dir))
     }
 
+    /// Everything appended so far was checked whole as it came, its digest
+    /// included: reading it need not hash it again.
+    pub fn mark_digest_checked(&mut self) {
+        self.digest_checked = true;
+    }
+
     /// Its entries, checked as they come (see [`EntryReader`]).
     pub fn entries(
         &self,
         limits: &Limits,
     ) -> Result<EntryReader<BufReader<At<'_>>>, ManifestError> {
-        EntryReader::new(BufReader::with_capacity(1 << 16, self.bytes()), limits)
+        let reader = EntryReader::new(BufReader::with_capacity(1 << 16, self.bytes()), limits)?;
+        Ok(match self.digest_checked {
+            true => reader.digest_checked_already(),
+            false => reader,
+        })
     }
 
     /// Write it into `root/data.dsync`, atomically, the same bytes as fetched.

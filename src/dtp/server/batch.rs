@@ -7,12 +7,15 @@
 //! [`open::open_file`]) and every file is opened and checked before the
 //! answer starts, so a batch is refused as a whole or sent whole.
 //!
-//! Checked files are closed again at once and reopened one at a time as the
-//! answer reaches them: a batch holds two descriptors (its repository root
-//! and the file being sent), not one per file, however slowly its client
-//! reads. A file reopened must be the one checked (same device, inode and
-//! size), or the response breaks off, as a `GET`'s does when its file
-//! shrinks; the client then asks again from the first file missing.
+//! A batch holds two descriptors of its own (its repository root and the
+//! file being sent) however slowly its client reads. Files checked beyond
+//! those are kept open for the answer only while the descriptor budget is
+//! large (a share of it, [`KEEP_SHARE`]: with the usual hard limits of
+//! 500,000 and more, every file is opened once); otherwise they are closed
+//! at once and reopened one at a time as the answer reaches them. A file
+//! reopened must be the one checked (same device, inode and size), or the
+//! response breaks off, as a `GET`'s does when its file shrinks; the client
+//! then asks again from the first file missing.
 
 use std::fs::File;
 use std::os::fd::OwnedFd;
@@ -43,6 +46,10 @@ pub const HEADER: &str = crate::dtp::BATCH_HEADER;
 /// Descriptors a batch holds from its check to its last byte: the
 /// repository root and one file.
 const DESCRIPTORS: u32 = 2;
+/// A batch may keep its checked files open (opening each once, not twice)
+/// up to this fraction of the descriptor budget: one address, at its cap of
+/// 64 connections, then holds at most 1/16 of the budget this way.
+const KEEP_SHARE: usize = 1024;
 
 /// The value of [`HEADER`].
 pub fn advertised() -> HeaderValue {
@@ -123,7 +130,8 @@ pub struct Files {
     /// The repository root, open for the batch's whole answer.
     dir: OwnedFd,
     files: Vec<Checked>,
-    /// The root's descriptor and the one of the file being sent.
+    /// The root's descriptor, the one of the file being sent, and those of
+    /// the files kept open since the check.
     _permit: Permit,
 }
 
@@ -133,6 +141,8 @@ struct Checked {
     dev: u64,
     ino: u64,
     len: u64,
+    /// Still open since the check, when the budget allowed keeping it.
+    kept: std::sync::Mutex<Option<File>>,
 }
 
 impl Files {
@@ -148,6 +158,14 @@ impl Files {
     /// Blocking: file `i` opened again, if it is still the file checked.
     pub fn open(&self, i: usize) -> std::io::Result<File> {
         let checked = &self.files[i];
+        let kept = checked
+            .kept
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(file) = kept {
+            return Ok(file);
+        }
         let (file, meta) = open::open_below(&self.dir, &checked.rel).map_err(|e| match e {
             OpenError::NotFound => std::io::ErrorKind::NotFound.into(),
             OpenError::Descriptors(e) | OpenError::Io(e) => e,
@@ -180,12 +198,17 @@ fn stream(files: Files, conn: &Arc<Conn>) -> Response<Body> {
 async fn prepare(body: Incoming, root: PathBuf, conn: &Arc<Conn>) -> Result<Files, BatchError> {
     let list = read_list(body, conn).await?;
     let rels = parse(&list)?;
-    let permit = conn
-        .shared
-        .budget
-        .take(DESCRIPTORS)
-        .map_err(BatchError::Busy)?;
-    let (dir, files) = tokio::task::spawn_blocking(move || check_all(&root, rels))
+    let budget = &conn.shared.budget;
+    let mut permit = budget.take(DESCRIPTORS).map_err(BatchError::Busy)?;
+    let share = (budget.size() / KEEP_SHARE).min(rels.len());
+    let keep = match budget.try_take(share as u32) {
+        Some(kept) if share > 0 => {
+            permit = permit.join(kept);
+            share
+        }
+        _ => 0,
+    };
+    let (dir, files) = tokio::task::spawn_blocking(move || check_all(&root, rels, keep))
         .await
         .map_err(|e| BatchError::Io(std::io::Error::other(e)))??;
     Ok(Files {
@@ -227,17 +250,19 @@ fn parse(list: &[u8]) -> Result<Vec<Vec<u8>>, BatchError> {
 }
 
 /// Blocking: open every file as a `GET` would, one at a time, within
-/// [`MAX_BYTES`]; the root stays open, each file is closed once checked.
+/// [`MAX_BYTES`]; the root stays open, the first `keep` files too, each
+/// other file is closed once checked.
 fn check_all(
     root: &std::path::Path,
     rels: Vec<Vec<u8>>,
+    keep: usize,
 ) -> Result<(OwnedFd, Vec<Checked>), BatchError> {
     let mut files = Vec::with_capacity(rels.len());
     let mut bytes = 0u64;
     let dir = open::open_root(root).map_err(|e| at_line(1, e))?;
     for (i, rel) in rels.into_iter().enumerate() {
         let (file, meta) = open::open_below(&dir, &rel).map_err(|e| at_line(i + 1, e))?;
-        drop(file);
+        let kept = (i < keep).then_some(file);
         bytes += meta.len();
         if bytes > MAX_BYTES {
             return Err(BatchError::TooManyBytes);
@@ -247,6 +272,7 @@ fn check_all(
             dev: meta.dev(),
             ino: meta.ino(),
             len: meta.len(),
+            kept: std::sync::Mutex::new(kept),
         });
     }
     Ok((dir, files))
@@ -296,13 +322,40 @@ mod tests {
     /// `names` checked as a batch of the repository at `root`.
     fn checked(root: &std::path::Path, names: &[&str]) -> Files {
         let rels = names.iter().map(|n| n.as_bytes().to_vec()).collect();
-        let (dir, files) = check_all(root, rels).unwrap();
+        let (dir, files) = check_all(root, rels, 0).unwrap();
         let budget = super::super::descriptors::Budget::new(1024, 0);
         Files {
             dir,
             files,
             _permit: budget.take(DESCRIPTORS).unwrap(),
         }
+    }
+
+    #[test]
+    fn files_kept_open_since_the_check_are_sent_as_checked_and_opened_once() {
+        use std::io::Read;
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["a", "b"] {
+            std::fs::write(dir.path().join(name), b"four").unwrap();
+        }
+        let rels = vec![b"a".to_vec(), b"b".to_vec()];
+        let (_root, files) = check_all(dir.path(), rels, 1).unwrap();
+        assert!(files[0].kept.lock().unwrap().is_some(), "a is kept open");
+        assert!(
+            files[1].kept.lock().unwrap().is_none(),
+            "b is beyond the share"
+        );
+        // Removed after the check: the kept file is still the one checked.
+        std::fs::remove_file(dir.path().join("a")).unwrap();
+        let budget = super::super::descriptors::Budget::new(1024, 0);
+        let files = Files {
+            dir: open::open_root(dir.path()).unwrap(),
+            files,
+            _permit: budget.take(DESCRIPTORS).unwrap(),
+        };
+        let mut text = String::new();
+        files.open(0).unwrap().read_to_string(&mut text).unwrap();
+        assert_eq!(text, "four");
     }
 
     #[test]

@@ -126,6 +126,15 @@ impl Budget {
         }
     }
 
+    /// `n` descriptors if they are free now, for something the service can
+    /// do without (nothing is said when they are not).
+    pub fn try_take(&self, n: u32) -> Option<Permit> {
+        Arc::clone(&self.permits)
+            .try_acquire_many_owned(n)
+            .ok()
+            .map(Permit)
+    }
+
     /// A socket to answer 503 on, or none: close it without a word.
     pub fn refusal(&self) -> Option<Permit> {
         Arc::clone(&self.refusals)
@@ -158,6 +167,12 @@ impl Budget {
 }
 
 impl Permit {
+    /// One permit for the descriptors of both.
+    pub fn join(mut self, other: Permit) -> Permit {
+        self.0.merge(other.0);
+        self
+    }
+
     /// Give back all but `keep` of the descriptors held (`keep` must not be
     /// more than are held): the rest were open only for a moment.
     pub fn keep(mut self, keep: u32) -> Permit {
