@@ -15,10 +15,7 @@ use std::path::{Path, PathBuf};
 use super::index;
 use super::lists::{FileSpool, PathList};
 use super::local::{self, Local, LocalKind};
-use crate::dtp::manifest::{Entry, Header, Kind, ManifestError};
-
-/// Lines before a manifest's first entry (the header and the blank line).
-const HEADER_LINES: u64 = 7;
+use crate::dtp::manifest::{self, Entry, Header, Kind, ManifestError};
 
 /// What to do, each list in manifest order (a folder before what it holds).
 #[derive(Debug)]
@@ -138,7 +135,8 @@ impl<R: Iterator<Item = Result<Entry, ManifestError>>> Planner<R> {
         manifest: R,
         stage_one: FileSpool,
         protect: &[PathBuf],
-        (max_delete, max_plan_bytes): (u64, u64),
+        max_delete: u64,
+        max_plan_bytes: u64,
     ) -> Result<Self, PlanError> {
         let plan = Plan {
             header,
@@ -248,7 +246,7 @@ impl<R: Iterator<Item = Result<Entry, ManifestError>>> Planner<R> {
             return Ok(());
         }
         Err(PlanError::Manifest(ManifestError::Invalid {
-            line: HEADER_LINES + self.read,
+            line: manifest::HEADER_LINES + self.read,
             reason: format!(
                 "its folders, symlinks, index files and mode changes take more than {} bytes \
                  of memory to plan (a client's max_plan_bytes, dtp(7))",
@@ -437,7 +435,8 @@ mod tests {
             manifest.into_iter(),
             spool,
             &protect,
-            (max_delete, u64::MAX),
+            max_delete,
+            u64::MAX,
         )?;
         for Here(path, stat, target) in local {
             let found = Local {
@@ -632,7 +631,8 @@ mod tests {
             m.into_iter().map(Ok),
             FileSpool::new(tempfile::tempfile().unwrap()),
             &[],
-            (10, u64::MAX),
+            10,
+            u64::MAX,
         )
         .unwrap();
         let Here(path, stat, _) = here("a", LocalKind::File, 1, 1);
@@ -683,7 +683,7 @@ mod tests {
     fn plan_folders(n: usize, len: usize, max: u64) -> Result<Plan, PlanError> {
         let manifest = (0..n).map(|i| Ok(entry(Kind::Dir, &format!("{i:0len$}"), 0, 1)));
         let spool = FileSpool::new(tempfile::tempfile().unwrap());
-        Planner::new(header(n), manifest, spool, &[], (0, max))?.finish()
+        Planner::new(header(n), manifest, spool, &[], 0, max)?.finish()
     }
 
     #[test]

@@ -406,9 +406,15 @@ fn plan(
     let header = entries.header().clone();
     // Made before the walk starts: a named fallback must not be seen by it.
     let files = FileSpool::new(spool.scratch()?);
-    let limits = (options.max_delete, options.limits.max_plan_bytes);
-    let mut planner =
-        Planner::new(header, entries, files, &options.protect, limits).map_err(failed)?;
+    let mut planner = Planner::new(
+        header,
+        entries,
+        files,
+        &options.protect,
+        options.max_delete,
+        options.limits.max_plan_bytes,
+    )
+    .map_err(failed)?;
     let walked = local::walk(root, WALK_THREADS, |found| match planner.local(found) {
         Ok(true) => Ok(()),
         Ok(false) => Err(None),

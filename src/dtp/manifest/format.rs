@@ -24,6 +24,8 @@ pub const MAX_TARGET: usize = 4095;
 const ENTRIES_LINE: u64 = 3;
 const BYTES_LINE: u64 = 4;
 const DIGEST_LINE: u64 = 6;
+/// Lines before the first entry: the header and the blank line after it.
+pub(crate) const HEADER_LINES: u64 = DIGEST_LINE + 1;
 
 /// One entry line without its `\n`.
 fn write_line(e: &Entry, out: &mut Vec<u8>) {

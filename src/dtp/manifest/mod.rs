@@ -29,7 +29,7 @@ use sha2::Digest;
 
 pub use cache::OLD_FILE as OLD_CACHE;
 pub use format::{EntryReader, ManifestWriter, read_header};
-pub(crate) use format::{header_of_prefix, max_body, window_log};
+pub(crate) use format::{HEADER_LINES, header_of_prefix, max_body, window_log};
 pub use install::{install, install_bytes, install_from, install_written, remove_leftovers};
 pub(crate) use install::{link as link_unnamed, unsupported as unnamed_unsupported};
 pub use walk::{GenStats, generate, generate_and_install, generate_with_stats};
