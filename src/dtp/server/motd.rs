@@ -3,7 +3,7 @@
 //! host that already greets rsync clients greets DTP clients the same way.
 
 use std::io::{self, Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::diag::Diagnostic;
@@ -202,17 +202,21 @@ pub fn hand_over(copy: &Path, motd: Option<&Motd>) -> io::Result<()> {
             _ => Ok(()),
         };
     };
-    let tmp = copy.with_extension("motd.tmp");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o644)
-        .open(&tmp)?;
+    // Root writes this into a home another account may own: a fresh
+    // temporary name (O_EXCL), renamed over the copy, so nothing planted
+    // there (a symlink to /etc/passwd) is ever written through.
+    let dir = copy.parent().unwrap_or(Path::new("."));
+    let mut file = tempfile::Builder::new()
+        .prefix(".service.motd.")
+        .permissions(std::fs::Permissions::from_mode(0o644))
+        .tempfile_in(dir)?;
+    // Whatever root's umask: the service's account must read it.
+    file.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o644))?;
     writeln!(file, "{}", motd.path.display())?;
     file.write_all(motd.text.as_bytes())?;
-    drop(file);
-    std::fs::rename(&tmp, copy)
+    file.persist(copy).map_err(|e| e.error)?;
+    Ok(())
 }
 
 /// The copy in `copy` if it is of `file`.
@@ -227,7 +231,11 @@ fn handed_over(copy: &Path, file: &Path) -> Option<Motd> {
 
 /// At most [`MAX`] bytes of a regular file (not a FIFO that never ends), as text.
 fn read_capped(path: &Path) -> io::Result<String> {
-    let file = std::fs::File::open(path)?;
+    // O_NONBLOCK: opening a FIFO for reading would wait for a writer.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
     if !file.metadata()?.is_file() {
         return Err(io::Error::other("not a regular file"));
     }
@@ -275,6 +283,16 @@ mod tests {
         hand_over(&copy, None).unwrap();
         assert!(!copy.exists());
         hand_over(&copy, None).unwrap();
+        // A symlink planted where the copy goes, or where the old code put
+        // its temporary file, is replaced or left alone, never written through.
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "keep").unwrap();
+        std::os::unix::fs::symlink(&victim, &copy).unwrap();
+        std::os::unix::fs::symlink(&victim, dir.path().join("service.motd.tmp")).unwrap();
+        hand_over(&copy, Some(&motd)).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+        assert_eq!(handed_over(&copy, &motd.path), Some(motd));
+        assert!(std::fs::symlink_metadata(&copy).unwrap().is_file());
     }
 
     /// A motd.conf root does not own names a file only root may read: as
